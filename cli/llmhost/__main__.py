@@ -1,0 +1,3 @@
+from llmhost.main import cli
+
+cli()

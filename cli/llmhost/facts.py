@@ -1,0 +1,264 @@
+"""Facts about one host, derived lazily from a Host (live or snapshot).
+
+A fact that cannot be known raises Unavailable with the reason; the check that needed it reports
+`skip` with that reason. Facts parse once and are shared by every check.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from functools import cached_property
+from typing import Any
+
+import distro
+
+from llmhost import knowledge
+from llmhost.hostio import Host
+from llmhost.parsers import ParseError, nvsmi, system, topo
+from llmhost.parsers.pci import bar_sizes, gen_from_speed, normalize_address, parse_int, parse_lspci
+
+PCI_DEVICES = "/sys/bus/pci/devices"
+NVIDIA_VENDOR = "0x10de"
+DRIVER_VERSION_FILE = "/proc/driver/nvidia/version"
+
+
+class Unavailable(Exception):
+    """This fact is not known on this host; the message says why."""
+
+
+def _need(value, reason: str):
+    if value is None:
+        raise Unavailable(reason)
+    return value
+
+
+def _parse(parser, text, what: str):
+    if text is None:
+        raise Unavailable(f"{what} is not available")
+    try:
+        return parser(text)
+    except ParseError as exc:
+        raise Unavailable(f"{what} could not be read: {exc}") from None
+
+
+class Facts:
+    def __init__(self, host: Host, model_dir: str | None = None, model_bytes: int | None = None):
+        self.host = host
+        self.model_dir = model_dir or knowledge.thresholds()["storage"]["default_model_dir"]
+        self.model_bytes = model_bytes
+
+    # --- files and commands ------------------------------------------------------------------
+
+    def file(self, path: str) -> str:
+        return _need(self.host.read(path), f"{path} is not readable")
+
+    def command(self, name: str):
+        """A command's result, or Unavailable when it was not run or is not installed."""
+        result = self.host.run(name)
+        if result is None:
+            raise Unavailable(f"'{name}' was not captured")
+        if result.not_installed:
+            raise Unavailable(f"'{name}' is not installed")
+        return result
+
+    # --- PCI and GPUs ------------------------------------------------------------------------
+
+    @cached_property
+    def pci_gpus(self) -> list[dict[str, Any]]:
+        """NVIDIA display/3D controllers found in sysfs, with what sysfs says of their links and BARs."""
+        gpus = []
+        for address in self.host.listdir(PCI_DEVICES) or []:
+            base = f"{PCI_DEVICES}/{address}"
+            vendor = (self.host.read(f"{base}/vendor") or "").strip().lower()
+            if vendor != NVIDIA_VENDOR:
+                continue
+            klass = (self.host.read(f"{base}/class") or "").strip().lower()
+            if not klass.startswith("0x03"):
+                continue  # audio functions, NVSwitch bridges
+            read = lambda attr: (self.host.read(f"{base}/{attr}") or "").strip() or None  # noqa: E731
+            bars = bar_sizes(self.host.read(f"{base}/resource"))
+            device = read("device")
+            entry = knowledge.gpu_by_pci_id(device) if device else None
+            numa = parse_int(read("numa_node"))
+            gpus.append({
+                "address": normalize_address(address),
+                "pci_device_id": device,
+                "name": entry["name"] if entry else None,
+                "architecture": entry["arch"] if entry else None,
+                "vram_mib": entry["vram_gib"] * 1024 if entry else None,
+                "link_width_current": parse_int(read("current_link_width")),
+                "link_width_max": parse_int(read("max_link_width")),
+                "link_gen_current": gen_from_speed(read("current_link_speed")),
+                "link_gen_max": gen_from_speed(read("max_link_speed")),
+                "numa_node": numa,
+                "local_cpulist": read("local_cpulist"),
+                "bar1_mib": bars[1] // (1 << 20) if len(bars) > 1 and bars[1] else None,
+            })
+        return gpus
+
+    @cached_property
+    def smi(self) -> dict[str, Any] | None:
+        """nvidia-smi -q -x parsed, None when nvidia-smi did not answer with XML."""
+        result = self.host.run("nvidia-smi-q-x")
+        if result is None or result.rc != 0:
+            return None
+        try:
+            return nvsmi.parse(result.out)
+        except ParseError:
+            return None
+
+    @cached_property
+    def nvml(self) -> dict[str, Any] | None:
+        result = self.host.run("nvml")
+        if result is None or result.rc != 0:
+            return None
+        try:
+            data = json.loads(result.out)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) and isinstance(data.get("gpus"), list) else None
+
+    @cached_property
+    def gpus(self) -> list[dict[str, Any]]:
+        """One record per GPU, keyed by PCI address: sysfs, then nvidia-smi, then NVML on top."""
+        merged: dict[str, dict[str, Any]] = {}
+        for source in (self.pci_gpus, (self.smi or {}).get("gpus", []), (self.nvml or {}).get("gpus", [])):
+            for gpu in source:
+                if not isinstance(gpu, dict) or not gpu.get("address"):
+                    continue
+                record = merged.setdefault(gpu["address"], {})
+                record.update({k: v for k, v in gpu.items() if v is not None})
+        for record in merged.values():
+            if not record.get("architecture") and record.get("name"):
+                record["architecture"] = knowledge.arch_for_name(record["name"])
+            if record.get("pci_device_id") and not record.get("product"):
+                entry = knowledge.gpu_by_pci_id(record["pci_device_id"])
+                record["product"] = entry["name"] if entry else record.get("name")
+        return [merged[a] for a in sorted(merged)]
+
+    def gpu_list(self) -> list[dict[str, Any]]:
+        return _need(self.gpus or None, "no NVIDIA GPU found")
+
+    # --- driver ------------------------------------------------------------------------------
+
+    @cached_property
+    def modules(self) -> set[str]:
+        return _parse(system.loaded_modules, self.host.read("/proc/modules"), "/proc/modules")
+
+    @cached_property
+    def kernel_module(self) -> dict[str, Any] | None:
+        """/proc/driver/nvidia/version: the loaded kernel module's version and flavour."""
+        text = self.host.read(DRIVER_VERSION_FILE)
+        if not text:
+            return None
+        match = re.search(r"Kernel Module(?: for \S+)?\s+(\d{3}(?:\.\d+){1,2})", text)
+        return {"version": match.group(1) if match else None,
+                "flavour": "open" if "Open Kernel Module" in text else "proprietary"}
+
+    @cached_property
+    def driver_state(self) -> dict[str, Any]:
+        """{'state': loaded|not-installed|no-driver|version-mismatch|unknown, 'detail', 'version'}"""
+        smi = self.host.run("nvidia-smi-q-x")
+        nvml_result = self.host.run("nvml")
+        version = (self.nvml or {}).get("driver_version") or (self.smi or {}).get("driver_version")
+        if version:
+            return {"state": "loaded", "detail": f"driver {version}", "version": version}
+        said = " ".join(filter(None, [smi and smi.out[:400], smi and smi.err, nvml_result and nvml_result.err]))
+        kind = nvsmi.classify_failure(said)
+        if kind == "version-mismatch" or "version mismatch" in said.lower():
+            module = (self.kernel_module or {}).get("version")
+            return {"state": "version-mismatch", "version": module,
+                    "detail": "Failed to initialize NVML: Driver/library version mismatch"
+                              + (f" (kernel module {module})" if module else "")}
+        module_loaded = self.kernel_module is not None or "nvidia" in self._modules_or_empty()
+        if (smi is None or smi.not_installed) and not module_loaded:
+            return {"state": "not-installed", "version": None, "detail": "no nvidia-smi and no nvidia kernel module"}
+        if kind == "no-driver" or not module_loaded:
+            return {"state": "no-driver", "version": None,
+                    "detail": "nvidia-smi couldn't communicate with the NVIDIA driver"}
+        return {"state": "unknown", "version": None, "detail": said.strip()[:160] or "nvidia-smi gave no answer"}
+
+    def _modules_or_empty(self) -> set[str]:
+        try:
+            return self.modules
+        except Unavailable:
+            return set()
+
+    def driver_version(self):
+        version = self.driver_state.get("version") or (self.kernel_module or {}).get("version")
+        if not version:
+            raise Unavailable(f"no driver version known ({self.driver_state['detail']})")
+        return knowledge.parse_driver(version)
+
+    @cached_property
+    def kernel_release(self) -> str:
+        result = self.host.run("uname-r")
+        if result is not None and result.rc == 0 and result.out.strip():
+            return result.out.strip()
+        return _need((self.host.read("/proc/sys/kernel/osrelease") or "").strip() or None, "kernel release unknown")
+
+    # --- system ------------------------------------------------------------------------------
+
+    @cached_property
+    def meminfo(self) -> dict[str, int]:
+        return _parse(system.meminfo, self.host.read("/proc/meminfo"), "/proc/meminfo")
+
+    @cached_property
+    def cpuinfo(self) -> str:
+        return self.file("/proc/cpuinfo")
+
+    @cached_property
+    def cpu_flags(self) -> set[str]:
+        return _parse(system.cpu_flags, self.host.read("/proc/cpuinfo"), "/proc/cpuinfo")
+
+    def sysctl(self, key: str) -> int:
+        path = "/proc/sys/" + key.replace(".", "/")
+        value = _need(self.host.read(path), f"{path} is not readable")
+        try:
+            return int(value.split()[0])
+        except (ValueError, IndexError):
+            raise Unavailable(f"{path} holds {value.strip()[:40]!r}, not a number") from None
+
+    @cached_property
+    def numa_nodes(self) -> list[int]:
+        names = self.host.listdir("/sys/devices/system/node") or []
+        nodes = sorted(int(n[4:]) for n in names if re.fullmatch(r"node\d+", n))
+        if not nodes:
+            online = self.host.read("/sys/devices/system/node/online")
+            nodes = _parse(system.cpulist, online, "/sys/devices/system/node/online") if online else []
+        return nodes
+
+    @cached_property
+    def os_release(self) -> dict[str, str]:
+        text = self.host.read("/etc/os-release") or self.host.read("/usr/lib/os-release")
+        if not text:
+            raise Unavailable("/etc/os-release is not readable")
+        with tempfile.NamedTemporaryFile("w", suffix="-os-release") as handle:
+            handle.write(text)
+            handle.flush()
+            parsed = distro.LinuxDistribution(include_lsb=False, include_uname=False, include_oslevel=False,
+                                              os_release_file=handle.name, distro_release_file="/dev/null")
+            return {"id": parsed.id(), "version_id": parsed.version(best=False),
+                    "pretty_name": parsed.name(pretty=True), "id_like": parsed.like()}
+
+    def os_key(self) -> str:
+        rel = self.os_release
+        if not rel["id"] or not rel["version_id"]:
+            raise Unavailable("/etc/os-release names no ID and VERSION_ID")
+        return knowledge.os_key(rel["id"], rel["version_id"])
+
+    @cached_property
+    def topology(self) -> list[dict[str, Any]]:
+        result = self.command("nvidia-smi-topo-m")
+        if result.rc != 0:
+            raise Unavailable("nvidia-smi topo -m failed")
+        return _parse(topo.parse, result.out, "nvidia-smi topo -m")
+
+    @cached_property
+    def lspci(self) -> dict[str, dict[str, Any]]:
+        result = self.command("lspci-vvv")
+        if result.rc != 0:
+            raise Unavailable(f"lspci failed: {result.err.strip()[:80]}")
+        return _parse(parse_lspci, result.out, "lspci -vvv")

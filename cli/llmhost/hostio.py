@@ -1,0 +1,225 @@
+"""Where preflight reads a host from: the live machine, or a snapshot of one.
+
+Checks never touch the filesystem or run programs themselves; they ask a Host. A LiveHost can
+record everything it was asked for, and that record *is* the snapshot: replaying it asks the same
+questions and gets the same answers, so a snapshot replays to the same results as the live run.
+
+Snapshot layout (schema llmhost.snapshot/1), a directory or a .tar.gz of one:
+  snapshot.json                       {"schema", "hostname", "captured_at"} (optional on replay)
+  root/<absolute path>                copies of the files read
+  cmd/<name>.out|.err|.rc             output of the fixed command set below (absent .rc means 0)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmhost.errors import LlmhostError
+
+SNAPSHOT_SCHEMA = "llmhost.snapshot/1"
+# rc used when a command's program is not installed (as a shell reports it).
+NOT_INSTALLED = 127
+
+# The documented, fixed command set. Each name lists alternatives; the first whose program exists runs.
+COMMANDS: dict[str, list[list[str]]] = {
+    "nvidia-smi-q-x": [["nvidia-smi", "-q", "-x"]],
+    "nvidia-smi-topo-m": [["nvidia-smi", "topo", "-m"]],
+    "lspci-vvv": [["lspci", "-vvv", "-D"]],
+    "uname-r": [["uname", "-r"]],
+    "mokutil-sb-state": [["mokutil", "--sb-state"]],
+    "dkms-status": [["dkms", "status"]],
+    "kernel-log": [["journalctl", "-k", "-b", "--no-pager", "-q"], ["dmesg"]],
+    "nvcc-version": [["nvcc", "--version"], ["/usr/local/cuda/bin/nvcc", "--version"]],
+    "nvidia-ctk-version": [["nvidia-ctk", "--version"]],
+    "persistenced-active": [["systemctl", "is-active", "nvidia-persistenced"]],
+    "df-model-dir": [["df", "-PB1", "{model_dir}"]],
+    # Not a program: NVML read through nvidia-ml-py, stored as JSON so it replays like the rest.
+    "nvml": [],
+}
+COMMAND_TIMEOUT_S = 10
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    rc: int
+    out: str
+    err: str
+
+    @property
+    def not_installed(self) -> bool:
+        return self.rc == NOT_INSTALLED
+
+
+class Host:
+    """The questions a check may ask. None always means 'not available on that host'."""
+
+    live = False
+
+    def read(self, path: str) -> str | None:
+        raw = self.read_bytes(path)
+        return raw.decode("utf-8", errors="replace") if raw is not None else None
+
+    def read_bytes(self, path: str) -> bytes | None:
+        raise NotImplementedError
+
+    def listdir(self, path: str) -> list[str] | None:
+        raise NotImplementedError
+
+    def run(self, name: str) -> CommandResult | None:
+        raise NotImplementedError
+
+
+class LiveHost(Host):
+    """This machine. With record=True it keeps a copy of every answer, to be saved as a snapshot."""
+
+    live = True
+
+    def __init__(self, record: bool = False, model_dir: str = "/var/lib/llmhost/models",
+                 nvml_reader=None):
+        self.recording = record
+        self.model_dir = model_dir
+        self.files: dict[str, bytes] = {}
+        self.commands: dict[str, CommandResult] = {}
+        self._nvml_reader = nvml_reader
+        self._listed: dict[str, list[str] | None] = {}
+
+    def read_bytes(self, path: str) -> bytes | None:
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(4 << 20)  # sysfs/proc files are small; cap anything odd
+        except (OSError, ValueError):
+            return None
+        if self.recording:
+            self.files[path] = data
+        return data
+
+    def listdir(self, path: str) -> list[str] | None:
+        if path not in self._listed:
+            try:
+                self._listed[path] = sorted(os.listdir(path))
+            except OSError:
+                self._listed[path] = None
+        return self._listed[path]
+
+    def run(self, name: str) -> CommandResult | None:
+        if name in self.commands:
+            return self.commands[name]
+        if name == "nvml":
+            result = self._run_nvml()
+        else:
+            result = self._run_program(name)
+        self.commands[name] = result
+        return result
+
+    def _run_nvml(self) -> CommandResult:
+        from llmhost import nvml  # imported lazily: pynvml loads libnvidia-ml only when asked
+
+        reader = self._nvml_reader or nvml.read
+        facts, error = reader()
+        if facts is None:
+            return CommandResult(1, "", error or "NVML unavailable")
+        return CommandResult(0, json.dumps(facts, sort_keys=True), "")
+
+    def _run_program(self, name: str) -> CommandResult:
+        for argv in COMMANDS[name]:
+            argv = [a.format(model_dir=_existing_parent(self.model_dir)) for a in argv]
+            if shutil.which(argv[0]) is None:
+                continue
+            try:
+                proc = subprocess.run(argv, capture_output=True, timeout=COMMAND_TIMEOUT_S, check=False,
+                                      env={**os.environ, "LC_ALL": "C"})
+            except subprocess.TimeoutExpired:
+                return CommandResult(124, "", f"{argv[0]} did not answer within {COMMAND_TIMEOUT_S} s")
+            except OSError as exc:
+                return CommandResult(126, "", f"{argv[0]}: {exc}")
+            return CommandResult(proc.returncode, proc.stdout.decode("utf-8", "replace"),
+                                 proc.stderr.decode("utf-8", "replace"))
+        return CommandResult(NOT_INSTALLED, "", f"{COMMANDS[name][0][0]}: command not found")
+
+
+def _existing_parent(path: str) -> str:
+    current = Path(path)
+    while not current.exists() and current != current.parent:
+        current = current.parent
+    return str(current)
+
+
+class SnapshotHost(Host):
+    """A snapshot directory (unpacked already). Missing files and commands read as not available."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.meta: dict = {}
+        meta = directory / "snapshot.json"
+        if meta.exists():
+            try:
+                self.meta = json.loads(meta.read_text())
+            except (ValueError, UnicodeDecodeError):
+                raise LlmhostError(f"snapshot {directory}: snapshot.json is not valid JSON") from None
+            if not isinstance(self.meta, dict) or self.meta.get("schema", SNAPSHOT_SCHEMA) != SNAPSHOT_SCHEMA:
+                raise LlmhostError(f"snapshot {directory}: schema {self.meta.get('schema')!r} is not {SNAPSHOT_SCHEMA}")
+        if not (directory / "root").is_dir() and not (directory / "cmd").is_dir():
+            raise LlmhostError(f"snapshot {directory}: has neither root/ nor cmd/; expected an llmhost snapshot")
+
+    def _path(self, path: str) -> Path:
+        target = (self.directory / "root" / path.lstrip("/")).resolve()
+        if not str(target).startswith(str((self.directory / "root").resolve())):
+            raise LlmhostError(f"snapshot path {path!r} escapes the snapshot")
+        return target
+
+    def read_bytes(self, path: str) -> bytes | None:
+        try:
+            return self._path(path).read_bytes()
+        except (OSError, LlmhostError):
+            return None
+
+    def listdir(self, path: str) -> list[str] | None:
+        try:
+            return sorted(os.listdir(self._path(path)))
+        except (OSError, LlmhostError):
+            return None
+
+    def run(self, name: str) -> CommandResult | None:
+        base = self.directory / "cmd" / name
+        out, err, rc = (base.with_name(name + ext) for ext in (".out", ".err", ".rc"))
+        if not out.exists() and not err.exists() and not rc.exists():
+            return None
+        try:
+            code = int(rc.read_text().strip()) if rc.exists() else 0
+        except ValueError:
+            code = 1
+        read = lambda p: p.read_bytes().decode("utf-8", "replace") if p.exists() else ""  # noqa: E731
+        return CommandResult(code, read(out), read(err))
+
+
+def open_snapshot(path: str) -> tuple[SnapshotHost, tempfile.TemporaryDirectory | None]:
+    """A snapshot directory or .tar.gz -> a SnapshotHost (and the temp dir to clean up, if any)."""
+    source = Path(path)
+    if source.is_dir():
+        return SnapshotHost(source), None
+    if not source.exists():
+        raise LlmhostError(f"snapshot {path!r} does not exist: expected a directory or a .tar.gz made by 'llmhost snapshot'")
+    tmp = tempfile.TemporaryDirectory(prefix="llmhost-snapshot-")
+    try:
+        with tarfile.open(source, "r:*") as archive:
+            archive.extractall(tmp.name, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        tmp.cleanup()
+        raise LlmhostError(f"snapshot {path!r} is not a readable .tar.gz: {exc}") from None
+    root = Path(tmp.name)
+    entries = [p for p in root.iterdir()]
+    # A tarball of a directory ('tar czf s.tgz snap/') holds one top folder.
+    if len(entries) == 1 and entries[0].is_dir() and not (root / "root").exists():
+        root = entries[0]
+    try:
+        return SnapshotHost(root), tmp
+    except LlmhostError:
+        tmp.cleanup()
+        raise
