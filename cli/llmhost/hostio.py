@@ -88,12 +88,11 @@ class LiveHost(Host):
         self.files: dict[str, bytes] = {}
         self.commands: dict[str, CommandResult] = {}
         self._nvml_reader = nvml_reader
-        self._listed: dict[str, list[str] | None] = {}
+        self.listings: dict[str, list[str] | None] = {}
 
     def read_bytes(self, path: str) -> bytes | None:
         try:
-            with open(path, "rb") as handle:
-                data = handle.read(4 << 20)  # sysfs/proc files are small; cap anything odd
+            data = _read_capped(path)
         except (OSError, ValueError):
             return None
         if self.recording:
@@ -101,12 +100,12 @@ class LiveHost(Host):
         return data
 
     def listdir(self, path: str) -> list[str] | None:
-        if path not in self._listed:
+        if path not in self.listings:
             try:
-                self._listed[path] = sorted(os.listdir(path))
+                self.listings[path] = sorted(os.listdir(path))
             except OSError:
-                self._listed[path] = None
-        return self._listed[path]
+                self.listings[path] = None
+        return self.listings[path]
 
     def run(self, name: str) -> CommandResult | None:
         if name in self.commands:
@@ -142,6 +141,20 @@ class LiveHost(Host):
             return CommandResult(proc.returncode, proc.stdout.decode("utf-8", "replace"),
                                  proc.stderr.decode("utf-8", "replace"))
         return CommandResult(NOT_INSTALLED, "", f"{COMMANDS[name][0][0]}: command not found")
+
+
+def _read_capped(path: str, chunk: int = 64 << 10, cap: int = 4 << 20) -> bytes:
+    # procfs sysctl files fail a single large read() with ENOMEM (the kernel allocates the
+    # requested size), so read in small chunks up to a cap.
+    parts, size = [], 0
+    with open(path, "rb", buffering=0) as handle:
+        while size < cap:
+            part = handle.read(chunk)
+            if not part:
+                break
+            parts.append(part)
+            size += len(part)
+    return b"".join(parts)
 
 
 def _existing_parent(path: str) -> str:

@@ -1,0 +1,48 @@
+"""`llmhost preflight` and its options."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from llmhost import preflight as engine
+from llmhost import report
+from llmhost.checks import catalogue
+from llmhost.hostio import LiveHost, open_snapshot
+from llmhost.units import parse_size
+
+
+@click.command()
+@click.option("--snapshot", "snapshot_path", metavar="PATH", help="Replay a snapshot (directory or .tar.gz) instead of reading this host.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "prometheus"]), default="text", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--skip", multiple=True, metavar="ID", help="Do not run this check (repeatable).")
+@click.option("--only", multiple=True, metavar="ID", help="Run only these checks (repeatable).")
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
+@click.option("--model-dir", metavar="DIR", help="Where models will live (storage.model_disk). Default /var/lib/llmhost/models.")
+@click.option("--model-size", metavar="SIZE", help="Planned model size, e.g. 40GiB, checked against free space.")
+@click.option("--list", "list_checks", is_flag=True, help="List the check ids and exit.")
+def preflight(snapshot_path, fmt, as_json, skip, only, strict, model_dir, model_size, list_checks):
+    """Check this host (or a snapshot of one) for everything that ruins local inference.
+
+    Exit 0 when nothing failed, 1 when a check failed (or warned, with --strict), 2 on usage errors
+    or an unreadable snapshot.
+    """
+    if list_checks:
+        for check in catalogue().values():
+            click.echo(f"{check.id:24} {check.title}")
+        return
+    size = parse_size(model_size, "--model-size") if model_size else None
+    if snapshot_path:
+        host, tmp = open_snapshot(snapshot_path)
+        source = f"snapshot {snapshot_path}"
+    else:
+        host, tmp, source = LiveHost(**({"model_dir": model_dir} if model_dir else {})), None, "live"
+    try:
+        result = engine.run(host, source=source, only=only, skip=skip, model_dir=model_dir, model_bytes=size)
+    finally:
+        if tmp:
+            tmp.cleanup()
+    click.echo(report.render(result, "json" if as_json else fmt, sys.stdout), nl=False)
+    sys.exit(result.exit_code(strict))

@@ -1,0 +1,213 @@
+"""Compatibility verdicts: GPU architecture x driver x CUDA x OS x kernel, from the knowledge base.
+
+Each rule returns Reasons; a verdict is the worst of them: any 'bad' -> incompatible, any 'minor'
+-> minor-compatible, else compatible. The preflight compat.* checks call the same rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from llmhost import knowledge
+from llmhost.errors import LlmhostError
+from llmhost.versions import CudaVersion, DriverVersion, parse_driver, parse_kernel
+
+VERDICTS = ("compatible", "minor-compatible", "incompatible")
+
+
+@dataclass
+class Reason:
+    level: str  # ok | minor | bad | warn
+    rule: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass
+class Verdict:
+    verdict: str
+    reasons: list[Reason]
+    recommended: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "reasons": [r.as_dict() for r in self.reasons],
+                "recommended": self.recommended}
+
+
+def verdict_of(reasons: list[Reason]) -> str:
+    levels = {r.level for r in reasons}
+    return "incompatible" if "bad" in levels else "minor-compatible" if "minor" in levels else "compatible"
+
+
+# --- rules -------------------------------------------------------------------------------------
+
+def gpu_driver(arch_name: str, driver: DriverVersion, modules: str | None = None) -> list[Reason]:
+    arch = knowledge.architecture(arch_name)
+    reasons = []
+    floor = parse_driver(arch["min_driver"])
+    if driver < floor:
+        reasons.append(Reason("bad", "compat.gpu_driver",
+                              f"{arch_name} needs driver >= {floor}; {driver} is older"))
+    last = arch.get("last_branch")
+    if last and driver.branch > last:
+        reasons.append(Reason("bad", "compat.gpu_driver",
+                              f"{arch_name} is not supported after branch R{last}; driver {driver} is R{driver.branch}"))
+    if modules and modules not in arch["modules"]:
+        reasons.append(Reason("bad", "compat.gpu_driver",
+                              f"{arch_name} GPUs need {' or '.join(arch['modules'])} kernel modules, not {modules} "
+                              "('No devices were found')"))
+    if not reasons:
+        reasons.append(Reason("ok", "compat.gpu_driver", f"driver {driver} supports {arch_name}"
+                              + (f" with {modules} modules" if modules else "")))
+    return reasons
+
+
+def driver_cuda(driver: DriverVersion, cuda: CudaVersion) -> list[Reason]:
+    need = knowledge.cuda_min_driver(cuda)
+    if driver >= need:
+        return [Reason("ok", "compat.driver_cuda", f"CUDA {cuda} needs driver >= {need}; {driver} meets it")]
+    floor = knowledge.minor_version_floor(cuda.major)
+    if floor and driver >= floor:
+        limits = knowledge.load("cuda")["minor_version_limits"]
+        return [Reason("minor", "compat.driver_cuda",
+                       f"CUDA {cuda} wants driver >= {need}; {driver} runs it only under minor-version "
+                       f"compatibility (floor {floor} for CUDA {cuda.major}.x): {limits}")]
+    return [Reason("bad", "compat.driver_cuda",
+                   f"CUDA {cuda} needs driver >= {need}"
+                   + (f" (or >= {floor} under minor-version compatibility)" if floor else "")
+                   + f"; {driver} is older")]
+
+
+def gpu_cuda(arch_name: str, cuda: CudaVersion) -> list[Reason]:
+    arch = knowledge.architecture(arch_name)
+    first = knowledge.parse_cuda(arch["first_cuda"])
+    if (cuda.major, cuda.minor) < (first.major, first.minor):
+        return [Reason("bad", "compat.gpu_cuda", f"{arch_name} needs CUDA >= {first.short}; {cuda.short} predates it")]
+    last_major = arch.get("last_cuda_major")
+    if last_major and cuda.major > last_major:
+        return [Reason("bad", "compat.gpu_cuda",
+                       f"CUDA {cuda.major} dropped {arch_name}; the last toolkit for it is CUDA {last_major}.x")]
+    return [Reason("ok", "compat.gpu_cuda", f"CUDA {cuda.short} supports {arch_name}")]
+
+
+def driver_eol(driver: DriverVersion, today: dt.date | None = None) -> list[Reason]:
+    today = today or dt.date.today()
+    info = knowledge.branch_info(driver.branch)
+    if not info:
+        return [Reason("warn", "compat.driver_eol", f"branch R{driver.branch} is not in the lifecycle table")]
+    eol = dt.date.fromisoformat(info["eol"])
+    warn_days = knowledge.thresholds()["driver"]["eol_warn_days"]
+    label = f"R{driver.branch} {info['type']}, end of life {eol}"
+    if today > eol:
+        return [Reason("warn", "compat.driver_eol", f"{label}: past end of life, no more security fixes")]
+    if (eol - today).days <= warn_days:
+        return [Reason("warn", "compat.driver_eol", f"{label}: {(eol - today).days} days left")]
+    return [Reason("ok", "compat.driver_eol", label)]
+
+
+def kernel_driver(kernel: str, driver: DriverVersion, os_id: str | None) -> list[Reason]:
+    release = parse_kernel(kernel)
+    series = f"{release[0]}.{release[1]}"
+    if os_id:
+        try:
+            plat = knowledge.platform(os_id)
+        except LlmhostError:
+            plat = {}
+        validated = (plat.get("kernels_validated") or {}).get(str(driver.branch))
+        if validated and series not in validated:
+            return [Reason("warn", "compat.kernel_driver",
+                           f"kernel {series} is not among NVIDIA's validated precompiled kernels for R{driver.branch} "
+                           f"on {os_id} ({', '.join(validated)}): the module must be built with DKMS")]
+        if validated:
+            return [Reason("ok", "compat.kernel_driver", f"kernel {series} is validated for R{driver.branch} on {os_id}")]
+    return [Reason("ok", "compat.kernel_driver", f"no known constraint between kernel {series} and R{driver.branch}")]
+
+
+def os_branch(os_id: str, driver: DriverVersion) -> list[Reason]:
+    plat = knowledge.platform(os_id)
+    packaged = knowledge.packaged_branches(os_id)
+    if driver.branch in packaged:
+        return [Reason("ok", "compat.os_driver", f"R{driver.branch} is packaged for {os_id}")]
+    where = "NVIDIA's repository" if plat.get("nvidia_repo") else "no repository known to llmhost"
+    return [Reason("warn", "compat.os_driver",
+                   f"R{driver.branch} is not in {os_id}'s own packages ({', '.join(f'R{b}' for b in packaged) or 'none'}); "
+                   f"install it from {where}")]
+
+
+# --- recommendation ------------------------------------------------------------------------------
+
+def recommend(arch_name: str | None, os_id: str | None, modules: str | None = None,
+              today: dt.date | None = None) -> dict[str, Any]:
+    """The driver branch, module flavour, packages and repository llmhost would install."""
+    today = today or dt.date.today()
+    arch = knowledge.architecture(arch_name) if arch_name else None
+    plat = knowledge.platform(os_id) if os_id else None
+    distro_branches = sorted(int(b) for b in (plat or {}).get("distro_branches", {}))
+
+    def fits(branch: int) -> bool:
+        info = knowledge.branch_info(branch)
+        if not info or dt.date.fromisoformat(info["eol"]) < today:
+            return False
+        if arch and (branch > arch.get("last_branch", 10_000) or branch < parse_driver(arch["min_driver"]).branch):
+            return False
+        return True
+
+    preference = knowledge.load("branches")["preference"]
+    branch = next((b for b in preference if fits(b)), None)
+    distro_ok = [b for b in distro_branches if fits(b)]
+    # A branch the OS ships itself beats the same branch from NVIDIA's repository (signed for the
+    # distribution's kernels, reachable from distribution mirrors in air-gapped sites).
+    source = "distribution" if branch in distro_branches else "nvidia-repository"
+    if branch is None:
+        return {"branch": None, "reason": "no supported, non-EOL branch fits this GPU"}
+    allowed = arch["modules"] if arch else ["open", "proprietary"]
+    flavour = modules or ("open" if "open" in allowed and (branch >= 560 or "proprietary" not in allowed)
+                          else "proprietary")
+    if flavour not in allowed:
+        raise LlmhostError(f"module flavour {flavour!r} does not fit {arch_name}: expected {' or '.join(allowed)}")
+    newest = knowledge.newest_cuda_for_driver(parse_driver(f"{branch}.999.99"),
+                                              max_major=arch.get("last_cuda_major") if arch else None)
+    rec: dict[str, Any] = {"branch": branch, "modules": flavour, "source": source,
+                           "newest_cuda": newest.short if newest else None}
+    if plat:
+        rec["os"] = plat["id"]
+        rec["repository"] = plat["repository"]["kind"] if source == "distribution" else plat.get("nvidia_repo")
+        if source == "distribution" or plat["family"] != "debian":
+            rec["packages"] = knowledge.packages_for(plat["id"], flavour, branch)
+        else:
+            rec["packages"] = [p.format(branch=branch) for p in plat["nvidia_repo_packages"][flavour]]
+        if distro_ok and source != "distribution":
+            rec["distribution_alternative"] = {"branch": max(distro_ok),
+                                               "packages": knowledge.packages_for(plat["id"], flavour, max(distro_ok))}
+    return rec
+
+
+def evaluate(arch_name: str | None = None, driver: DriverVersion | None = None, cuda: CudaVersion | None = None,
+             modules: str | None = None, os_id: str | None = None, kernel: str | None = None,
+             today: dt.date | None = None) -> Verdict:
+    reasons: list[Reason] = []
+    if arch_name and driver:
+        reasons += gpu_driver(arch_name, driver, modules)
+    elif arch_name and modules:
+        allowed = knowledge.architecture(arch_name)["modules"]
+        if modules not in allowed:
+            reasons.append(Reason("bad", "compat.gpu_driver",
+                                  f"{arch_name} GPUs need {' or '.join(allowed)} kernel modules, not {modules}"))
+    if driver and cuda:
+        reasons += driver_cuda(driver, cuda)
+    if arch_name and cuda:
+        reasons += gpu_cuda(arch_name, cuda)
+    if driver:
+        reasons += driver_eol(driver, today)
+        if os_id:
+            reasons += os_branch(os_id, driver)
+        if kernel:
+            reasons += kernel_driver(kernel, driver, os_id)
+    if not reasons:
+        raise LlmhostError("nothing to compare: give at least two of --gpu, --driver, --cuda, --modules "
+                           "(or run on a host with a GPU or driver)")
+    return Verdict(verdict_of(reasons), reasons, recommend(arch_name, os_id, modules, today))
