@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The README's main job. 'up': prepare everything (virtualenv, container engine, images), start the
+# lab containers and converge site.yml on them. 'down': remove the lab containers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+action=${1:-up}
+case "$action" in
+  up)
+    bash scripts/venv.sh
+    bash scripts/container-engine.sh
+    bash scripts/build-images.sh bookworm trixie
+    export PATH="$PWD/.venv/bin:$PATH"
+    ansible-playbook playbooks/lab.yml -i inventory/lab
+    ansible-playbook site.yml -i inventory/lab "${@:2}"
+    echo
+    echo "llmhost: lab converged. Inspect a host:  podman exec -it llmhost-lab-bookworm bash"
+    echo "llmhost: run preflight there:           podman exec llmhost-lab-bookworm cat /etc/ansible/facts.d/llmhost_preflight_verify.fact"
+    echo "llmhost: tear the lab down:             make lab-down"
+    ;;
+  down)
+    bash scripts/venv.sh
+    .venv/bin/ansible-playbook playbooks/lab.yml -i inventory/lab -e lab_state=absent
+    ;;
+  *) echo "usage: scripts/lab.sh up|down [ansible-playbook args]" >&2; exit 2 ;;
+esac
