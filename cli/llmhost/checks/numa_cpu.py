@@ -17,11 +17,13 @@ def gpu_affinity(facts: Facts):
         pass
     for index, gpu in enumerate(facts.gpu_list()):
         node, cpus = gpu.get("numa_node"), gpu.get("local_cpulist")
+        if node is not None and node < 0:  # sysfs says -1 when the firmware gives no locality
+            node = None
         if node is None and index in topo:
             affinity = topo[index].get("numa_affinity", "")
             node = int(affinity) if affinity.isdigit() else None
             cpus = cpus or topo[index].get("cpu_affinity")
-        if node is None or node < 0:
+        if node is None:
             if len(nodes) > 1:
                 yield warned(f"NUMA node unknown on a {len(nodes)}-node host", "read it from "
                              f"/sys/bus/pci/devices/{gpu['address']}/numa_node; firmware may hide it (enable ACPI SRAT/"
