@@ -165,10 +165,10 @@ def recommend(arch_name: str | None, os_id: str | None, modules: str | None = No
     if branch is None:
         return {"branch": None, "reason": "no supported, non-EOL branch fits this GPU"}
     allowed = arch["modules"] if arch else ["open", "proprietary"]
-    flavour = modules or ("open" if "open" in allowed and (branch >= 560 or "proprietary" not in allowed)
-                          else "proprietary")
-    if flavour not in allowed:
-        raise LlmhostError(f"module flavour {flavour!r} does not fit {arch_name}: expected {' or '.join(allowed)}")
+    # NVIDIA made open modules the default from R560 for the GPUs that support them. A flavour the
+    # user asked for that the GPU cannot use is reported by the verdict; recommend one that works.
+    default = "open" if "open" in allowed and (branch >= 560 or "proprietary" not in allowed) else "proprietary"
+    flavour = modules if modules in allowed else default
     newest = knowledge.newest_cuda_for_driver(parse_driver(f"{branch}.999.99"),
                                               max_major=arch.get("last_cuda_major") if arch else None)
     rec: dict[str, Any] = {"branch": branch, "modules": flavour, "source": source,
@@ -207,7 +207,17 @@ def evaluate(arch_name: str | None = None, driver: DriverVersion | None = None, 
             reasons += os_branch(os_id, driver)
         if kernel:
             reasons += kernel_driver(kernel, driver, os_id)
+    recommended = recommend(arch_name, os_id, modules, today) if arch_name or os_id else {}
+    if arch_name and not driver:
+        if recommended.get("branch"):
+            reasons.append(Reason("ok", "compat.branch_available",
+                                  f"R{recommended['branch']} supports {arch_name}"
+                                  + (f" and is installable on {os_id}" if os_id else "")))
+        else:
+            reasons.append(Reason("bad", "compat.branch_available",
+                                  f"no supported, non-EOL driver branch for {arch_name}"
+                                  + (f" on {os_id}" if os_id else "")))
     if not reasons:
-        raise LlmhostError("nothing to compare: give at least two of --gpu, --driver, --cuda, --modules "
+        raise LlmhostError("nothing to compare: give --gpu, or at least two of --driver, --cuda, --modules, --os "
                            "(or run on a host with a GPU or driver)")
-    return Verdict(verdict_of(reasons), reasons, recommend(arch_name, os_id, modules, today))
+    return Verdict(verdict_of(reasons), reasons, recommended)

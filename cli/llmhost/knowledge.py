@@ -106,7 +106,7 @@ def arch_for_compute_capability(cc: str) -> str | None:
 
 def resolve_gpu(text: str) -> dict[str, Any]:
     """A GPU given by the user as a PCI id or a product name -> {name, arch, vram_gib?}."""
-    entry = gpu_by_pci_id(text) if re.fullmatch(r"(0x)?(10de:)?[0-9a-fA-F]{4}(10de)?", text.strip()) else None
+    entry = gpu_by_pci_id(text) if re.fullmatch(r"(0x)?(10de:)?[0-9a-f]{4}(10de)?", text.strip(), re.IGNORECASE) else None
     if entry:
         return entry
     for pci_id, row in load("gpus")["gpus"].items():
