@@ -31,9 +31,9 @@ def cli():
 
 
 def _register():
-    from llmhost.commands import compat_cmd, preflight_cmd, snapshot_cmd
+    from llmhost.commands import compat_cmd, plan_cmd, preflight_cmd, snapshot_cmd
 
-    for command in (preflight_cmd.preflight, snapshot_cmd.snapshot, compat_cmd.compat):
+    for command in (preflight_cmd.preflight, snapshot_cmd.snapshot, compat_cmd.compat, plan_cmd.plan):
         cli.add_command(command)
 
 

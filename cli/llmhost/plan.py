@@ -161,7 +161,8 @@ def plan(model: dict[str, Any], hw: Hardware, context: int, parallel: int, kv_ty
     layers = model["layers"]
     kv_total = kv_bytes(layers, model["kv_heads"], model["head_dim"], model["head_dim_v"], context, parallel, kv_type)
     kv_layer = kv_total // layers
-    compute = sizing["compute_ubatch"] * (model["vocab"] or 32000) * 4 * 2  # logits and scratch, f32
+    # Worst case of llama.cpp's compute buffer: one f32 logits row per micro-batch token.
+    compute = sizing["compute_ubatch"] * (model["vocab"] or 32000) * 4
     overhead = sizing["per_gpu_mib"] * MIB
     per_layer = weights["per_layer"] + kv_layer
     gpu_fixed = weights["output"] + compute  # token_embd stays in host memory in llama.cpp

@@ -1,0 +1,143 @@
+"""`llmhost plan`: will this model fit, and how to run it."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from llmhost import gguf_header, knowledge
+from llmhost import plan as engine
+from llmhost.errors import LlmhostError
+from llmhost.facts import Facts, Unavailable
+from llmhost.hostio import LiveHost, open_snapshot
+from llmhost.parsers import system
+from llmhost.units import parse_count, parse_size
+
+GIB = 1 << 30
+
+
+def _hardware_from_host(snapshot_path: str | None) -> engine.Hardware:
+    host, tmp = open_snapshot(snapshot_path) if snapshot_path else (LiveHost(), None)
+    try:
+        facts = Facts(host)
+        gpus = [g["vram_mib"] << 20 for g in facts.gpus if g.get("vram_mib")]
+        try:
+            ram = facts.meminfo["MemTotal"] * 1024
+        except Unavailable:
+            ram = None
+        local = next((g.get("local_cpulist") for g in facts.gpus if g.get("local_cpulist")), None)
+        try:
+            cpus = len(system.cpulist(local)) if local else facts.cpuinfo.count("processor\t:") or None
+        except (Unavailable, ValueError):
+            cpus = None
+        return engine.Hardware(gpus, ram, cpus, max(1, len(facts.numa_nodes)),
+                               f"snapshot {snapshot_path}" if snapshot_path else "this host")
+    finally:
+        if tmp:
+            tmp.cleanup()
+
+
+def _model(gguf_path, model_name, params, quant, arch_numbers) -> dict:
+    if gguf_path:
+        header = gguf_header.read(gguf_path)
+        weights = engine.weights_by_gguf(header)
+        return {"source": "gguf", "path": gguf_path, "arch": header["arch"], "name": header["name"],
+                "layers": header["layers"], "heads": header["heads"], "kv_heads": header["kv_heads"],
+                "head_dim": header["head_dim"], "head_dim_v": header["head_dim_v"], "vocab": header["vocab"],
+                "max_context": header["context"], "file_bytes": header["file_bytes"], "exact": True, "weights": weights}
+    shape = engine.shape_from_model(model_name) if model_name else None
+    if not quant:
+        raise LlmhostError("--quant is required with --model or --params (e.g. --quant Q4_K_M)")
+    if shape:
+        weights = engine.weights_by_shape(shape, quant)
+        return {"source": "shape", "name": model_name, "arch": shape.arch, "layers": shape.layers, "heads": shape.heads,
+                "kv_heads": shape.kv_heads, "head_dim": shape.head_dim, "head_dim_v": shape.head_dim,
+                "vocab": shape.vocab, "max_context": shape.context, "params": shape.params, "quant": quant,
+                "exact": False, "weights": weights}
+    count = parse_count(params, "--params")
+    bpw = knowledge.load("sizing")["measured_bpw"]
+    if quant not in bpw:
+        raise LlmhostError(f"--quant {quant!r} has no measured bits per weight: expected one of {', '.join(bpw)}, "
+                           "or give --model NAME for tensor-by-tensor sizing")
+    layers, kv_heads, head_dim, heads = arch_numbers
+    if not all((layers, kv_heads, head_dim)):
+        # Llama-3-style shape guesses: good enough for the KV cache, stated as an estimate.
+        layers = layers or (80 if count > 40e9 else 64 if count > 20e9 else 48 if count > 10e9 else 32)
+        kv_heads, head_dim = kv_heads or 8, head_dim or 128
+    total = int(count * bpw[quant] / 8)
+    per_layer = int(total * 0.97 / layers)
+    weights = {"total": total, "per_layer": per_layer, "token_embd": int(total * 0.015), "output": int(total * 0.015)}
+    return {"source": "params", "params": count, "quant": quant, "layers": layers, "heads": heads,
+            "kv_heads": kv_heads, "head_dim": head_dim, "head_dim_v": head_dim, "vocab": None, "exact": False,
+            "weights": weights}
+
+
+@click.command()
+@click.argument("gguf_path", required=False, metavar="[MODEL.gguf]")
+@click.option("--model", "model_name", metavar="NAME", help="A known model shape, e.g. llama-3.1-70b, qwen2.5-72b.")
+@click.option("--params", metavar="COUNT", help="Parameter count, e.g. 70B (estimate from measured bits per weight).")
+@click.option("--quant", metavar="TYPE", help="Q4_K_M, Q5_K_M, Q6_K, Q8_0, F16, ...")
+@click.option("--layers", type=click.IntRange(min=1), help="With --params: transformer layers.")
+@click.option("--kv-heads", type=click.IntRange(min=1), help="With --params: KV heads.")
+@click.option("--head-dim", type=click.IntRange(min=1), help="With --params: head size.")
+@click.option("--heads", type=click.IntRange(min=1), help="With --params: attention heads (for tensor parallel).")
+@click.option("--ctx", type=click.IntRange(min=1), default=8192, show_default=True, help="Context per request.")
+@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True, help="Concurrent requests.")
+@click.option("--kv-type", type=click.Choice(["f16", "q8_0", "q4_0"]), default="f16", show_default=True)
+@click.option("--gpu-mem", metavar="SIZE[,SIZE...]", help="VRAM per GPU, e.g. 24GiB,24GiB (default: this host).")
+@click.option("--ram", metavar="SIZE", help="Host RAM (default: this host).")
+@click.option("--snapshot", "snapshot_path", metavar="PATH", help="Take the hardware from a snapshot.")
+@click.option("--json", "as_json", is_flag=True)
+def plan(gguf_path, model_name, params, quant, layers, kv_heads, head_dim, heads, ctx, parallel, kv_type,
+         gpu_mem, ram, snapshot_path, as_json):
+    """Size a model (a GGUF file, --model NAME or --params COUNT) for this host and print runtime flags.
+
+    Exit 0 when it can run (in VRAM, across GPUs, or partly or wholly on the CPU within the RAM),
+    1 when the part left on the CPU does not fit in RAM, 2 on bad input.
+    """
+    if sum(bool(x) for x in (gguf_path, model_name, params)) != 1:
+        raise LlmhostError("give exactly one of MODEL.gguf, --model NAME or --params COUNT")
+    model = _model(gguf_path, model_name, params, quant, (layers, kv_heads, head_dim, heads))
+    if gpu_mem is not None or ram is not None:
+        gpus = [parse_size(s, "--gpu-mem") for s in gpu_mem.split(",") if s.strip()] if gpu_mem else []
+        hw = engine.Hardware(gpus, parse_size(ram, "--ram") if ram else None, source="given")
+    else:
+        hw = _hardware_from_host(snapshot_path)
+    result = engine.plan(model, hw, ctx, parallel, kv_type)
+    # Partial offload and CPU-only plans still run; only a CPU part larger than the RAM does not.
+    fits = result["fit"]["ram_ok"]
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(_text(result))
+    sys.exit(0 if fits else 1)
+
+
+def _gib(value) -> str:
+    return f"{value / GIB:.2f} GiB"
+
+
+def _text(r: dict) -> str:
+    m, b, f = r["model"], r["bytes"], r["fit"]
+    name = m.get("name") or m.get("path") or f"{m.get('params', 0) / 1e9:.1f}B"
+    how = {"gguf": "exact, from the GGUF header", "shape": "tensor by tensor, llama.cpp quant rules",
+           "params": "estimate from measured bits per weight (+/- 7%)"}[m["source"]]
+    gpus = ", ".join(_gib(g) for g in r["host"]["gpus"]) or "none"
+    lines = [
+        f"model      {name} ({m.get('arch') or '?'}, {m['layers']} layers){' ' + m['quant'] if m.get('quant') else ''}",
+        f"weights    {_gib(b['weights'])}  ({how})",
+        f"KV cache   {_gib(b['kv_cache'])}  ({r['context']} ctx x {r['parallel']} parallel, {r['kv_type']})",
+        f"compute    {_gib(b['compute'])}   overhead {_gib(b['overhead_per_gpu'])} per GPU",
+        f"hardware   GPUs: {gpus}; RAM: {_gib(r['host']['ram']) if r['host']['ram'] else '?'} ({r['host']['source']})",
+        f"verdict    {f['verdict']}: {f['gpu_layers']}/{m['layers']} layers on {f['gpus_needed']} GPU(s)"
+        + (f", VRAM needed {_gib(f['vram_needed'])}" if f.get("vram_needed") else ""),
+        f"RAM        {_gib(r['ram_needed'])} needed{'' if f['ram_ok'] else ' - MORE THAN THIS HOST HAS'}; "
+        f"disk {_gib(r['disk_needed'])}; 2 MiB huge pages for the CPU part: {r['hugepages_2m']}",
+        f"llama.cpp  llama-server {' '.join(r['runtime']['llama_cpp']['flags'])}",
+    ]
+    if "vllm" in r["runtime"]:
+        lines.append(f"vLLM       vllm serve {' '.join(r['runtime']['vllm']['flags'])}")
+    lines.append(f"recommended runtime: {r['runtime']['recommended']}")
+    return "\n".join(lines)
