@@ -13,6 +13,7 @@ from typing import Any
 
 from llmhost import knowledge
 from llmhost.errors import LlmhostError
+from llmhost.parsers import is_number
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -124,7 +125,7 @@ def weights_by_gguf(header: dict[str, Any]) -> dict[str, int]:
     embd = output = 0
     for name, _, size, _ in header["tensors"]:
         parts = name.split(".")
-        if parts[0] == "blk" and parts[1].isdigit():
+        if parts[0] == "blk" and len(parts) > 1 and is_number(parts[1]):
             per_layer[int(parts[1])] = per_layer.get(int(parts[1]), 0) + size
         elif parts[0] == "token_embd":
             embd += size

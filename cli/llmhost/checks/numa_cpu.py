@@ -5,6 +5,7 @@ from __future__ import annotations
 from llmhost import knowledge
 from llmhost.checks import check, passed, skipped, warned
 from llmhost.facts import Facts, Unavailable
+from llmhost.parsers import is_number
 
 
 @check("numa.gpu_affinity", "Each GPU's NUMA node and local CPUs are known")
@@ -21,7 +22,7 @@ def gpu_affinity(facts: Facts):
             node = None
         if node is None and index in topo:
             affinity = topo[index].get("numa_affinity", "")
-            node = int(affinity) if affinity.isdigit() else None
+            node = int(affinity) if is_number(affinity) else None
             cpus = cpus or topo[index].get("cpu_affinity")
         if node is None:
             if len(nodes) > 1:
@@ -69,7 +70,7 @@ def simd(facts: Facts):
 @check("cpu.governor", "CPU frequency governor is performance")
 def governor(facts: Facts):
     want = knowledge.tuning()["cpu_governor"]["value"]
-    cpus = [c for c in (facts.host.listdir("/sys/devices/system/cpu") or []) if c[3:].isdigit() and c.startswith("cpu")]
+    cpus = [c for c in (facts.host.listdir("/sys/devices/system/cpu") or []) if c.startswith("cpu") and is_number(c[3:])]
     governors = {}
     for cpu in cpus:
         value = facts.host.read(f"/sys/devices/system/cpu/{cpu}/cpufreq/scaling_governor")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from llmhost.parsers import ParseError
+from llmhost.parsers import ParseError, is_number
 
 
 def meminfo(text: str) -> dict[str, int]:
@@ -69,7 +69,7 @@ def cpulist(text: str) -> list[int]:
         if not part:
             continue
         low, _, high = part.partition("-")
-        if not low.isdigit() or (high and not high.isdigit()):
+        if not is_number(low) or (high and not is_number(high)):
             raise ParseError(f"cpu list {text.strip()!r} is not like '0-3,8-11'")
         cpus.extend(range(int(low), int(high or low) + 1))
     return cpus
@@ -123,7 +123,7 @@ def df_bytes(text: str) -> dict[str, Any]:
     if len(lines) < 2:
         raise ParseError("df printed no filesystem line")
     parts = lines[-1].split()
-    if len(parts) < 6 or not parts[1].isdigit() or not parts[3].isdigit():
+    if len(parts) < 6 or not is_number(parts[1]) or not is_number(parts[3]):
         raise ParseError(f"df line {lines[-1][:80]!r} is not 'device size used available use% mount'")
     return {"device": parts[0], "size": int(parts[1]), "available": int(parts[3]), "mount": parts[5]}
 
