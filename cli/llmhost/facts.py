@@ -240,8 +240,11 @@ class Facts:
             handle.flush()
             parsed = distro.LinuxDistribution(include_lsb=False, include_uname=False, include_oslevel=False,
                                               os_release_file=handle.name, distro_release_file="/dev/null")
-            return {"id": parsed.id(), "version_id": parsed.version(best=False),
-                    "pretty_name": parsed.name(pretty=True), "id_like": parsed.like()}
+            try:
+                return {"id": parsed.id(), "version_id": parsed.version(best=False),
+                        "pretty_name": parsed.name(pretty=True), "id_like": parsed.like()}
+            except ValueError as exc:  # distro's shlex parse of a malformed file, e.g. an unclosed quote
+                raise Unavailable(f"/etc/os-release could not be read: {exc}") from None
 
     def os_key(self) -> str:
         rel = self.os_release
