@@ -24,9 +24,7 @@ for suite in "${suites[@]}"; do
   debootstrap --variant=minbase --include=$PACKAGES "$suite" "$root" "$MIRROR" > "$root.log" 2>&1 \
     || die "debootstrap $suite failed: see $root.log (is $MIRROR reachable?)"
   rm -f "$root.log"
-  # Molecule hosts are reached with apt's default sources: add the components NVIDIA packages live in.
-  comps="main contrib non-free non-free-firmware"; [ "$suite" = bullseye ] && comps="main contrib non-free"
-  printf 'deb %s %s %s\n' "$MIRROR" "$suite" "$comps" > "$root/etc/apt/sources.list"
+  # Sources stay as debootstrap writes them (main only), like a fresh install: the roles add what they need.
   # An image's apt lists must look stale, or 'apt: cache_valid_time' skips the update and finds nothing.
   rm -rf "$root"/var/lib/apt/lists/* && touch -d @0 "$root/var/lib/apt/lists"
   # No kernel modules can be loaded inside a container; units that try only fail the boot.

@@ -221,3 +221,53 @@ def evaluate(arch_name: str | None = None, driver: DriverVersion | None = None, 
         raise LlmhostError("nothing to compare: give --gpu, or at least two of --driver, --cuda, --modules, --os "
                            "(or run on a host with a GPU or driver)")
     return Verdict(verdict_of(reasons), reasons, recommended)
+
+
+def install_plan(os_id: str, arch_name: str | None = None, modules: str = "auto", source: str = "auto",
+                 branch: int | str | None = None, today: dt.date | None = None) -> dict[str, Any]:
+    """What the nvidia_driver role installs: {branch, modules, source, packages, repository, version}.
+
+    source 'distribution' uses the branch the OS itself ships (Debian's non-free, Ubuntu's -server
+    packages); 'nvidia' uses NVIDIA's repository; 'auto' takes the recommendation.
+    """
+    if modules not in ("auto", "open", "proprietary"):
+        raise LlmhostError(f"nvidia_driver_modules {modules!r} is not valid: expected auto, open or proprietary")
+    if source not in ("auto", "distribution", "nvidia"):
+        raise LlmhostError(f"nvidia_driver_source {source!r} is not valid: expected auto, distribution or nvidia")
+    plat = knowledge.platform(os_id)
+    rec = recommend(arch_name, os_id, None if modules == "auto" else modules, today)
+    allowed = knowledge.architecture(arch_name)["modules"] if arch_name else ["open", "proprietary"]
+    if modules != "auto" and modules not in allowed:
+        raise LlmhostError(f"nvidia_driver_modules {modules!r} cannot drive {arch_name} GPUs: expected "
+                           f"{' or '.join(allowed)}")
+    distro_branches = {int(b): row for b, row in plat.get("distro_branches", {}).items()}
+    if source == "auto":
+        source = "distribution" if rec.get("source") == "distribution" else "nvidia"
+    if source == "distribution":
+        if not distro_branches:
+            raise LlmhostError(f"nvidia_driver_source 'distribution': {os_id} ships no NVIDIA driver; use 'nvidia'")
+        chosen = int(branch) if branch else max(distro_branches)
+        if chosen not in distro_branches:
+            raise LlmhostError(f"nvidia_driver_branch {chosen} is not packaged by {os_id}: expected one of "
+                               f"{', '.join(map(str, sorted(distro_branches)))}")
+    else:
+        chosen = int(branch) if branch else rec.get("branch")
+        if not chosen:
+            raise LlmhostError(f"no driver branch fits {arch_name or 'this GPU'} on {os_id}")
+    if arch_name and verdict_of(gpu_driver(arch_name, parse_driver(f"{chosen}.999.99"))) == "incompatible":
+        raise LlmhostError(f"nvidia_driver_branch {chosen} cannot drive {arch_name} GPUs")
+    flavour = rec["modules"] if modules == "auto" else modules
+    if source == "distribution" and plat["family"] == "debian":
+        # Debian's proprietary flavour is its default; open modules are a separate package.
+        flavour = "proprietary" if modules == "auto" and "proprietary" in allowed else flavour
+    packages = (knowledge.packages_for(os_id, flavour, chosen) if source == "distribution" or plat["family"] != "debian"
+                else [p.format(branch=chosen) for p in plat["nvidia_repo_packages"][flavour]])
+    info = knowledge.branch_info(chosen) or {}
+    return {
+        "os": plat["id"], "family": plat["family"], "branch": chosen, "modules": flavour, "source": source,
+        "packages": packages, "persistenced_packages": plat["packages"].get("persistenced", []),
+        "headers_packages": plat["packages"].get("headers", []),
+        "repository": None if source == "distribution" else plat.get("nvidia_repo"),
+        "version": distro_branches.get(chosen, {}).get("version") if source == "distribution" else None,
+        "eol": info.get("eol"),
+    }

@@ -1,7 +1,7 @@
 """The knowledge base: compatibility tables, GPU ids, platforms, thresholds and tuning values.
 
 These YAML files under data/ are the single source of truth. The CLI, the preflight checks and the
-Ansible roles (through plugins/filter/llmhost.py) all read them through this module.
+Ansible roles (through plugins/filter/llmhost_knowledge.py) all read them through this module.
 """
 
 from __future__ import annotations

@@ -1,0 +1,88 @@
+"""Ansible filters over llmhost's knowledge base, so roles choose from the same data as the CLI.
+
+    {{ 'tuning' | llmhost_data }}                          the parsed data file
+    {{ 'debian-12' | llmhost_recommend(arch='hopper') }}   driver branch, modules, packages, repository
+    {{ '535.261.03' | llmhost_newest_cuda }}               newest CUDA (MAJOR.MINOR) this driver runs
+    {{ '12.4' | llmhost_cuda_min_driver }}                 minimum driver for a toolkit
+    {{ 'debian-12' | llmhost_install_plan(arch, modules, source, branch) }}  what nvidia_driver installs
+    {{ ['0x2330'] | llmhost_arch_for_pci_ids }}            architecture of the host's GPUs
+"""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+try:
+    from llmhost import compat, knowledge
+    from llmhost.errors import LlmhostError
+    from llmhost.versions import parse_cuda, parse_driver
+except ImportError as exc:  # the controller's Python must have llmhost installed (scripts/venv.sh)
+    raise AnsibleFilterError(f"llmhost is not importable by Ansible's Python: {exc}; run scripts/venv.sh") from exc
+
+
+def _guard(func):
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except LlmhostError as exc:
+            raise AnsibleFilterError(str(exc)) from None
+    wrapper.__name__ = func.__name__
+    return wrapper
+
+
+@_guard
+def llmhost_data(name):
+    return knowledge.load(str(name))
+
+
+@_guard
+def llmhost_recommend(os_id, arch=None, modules=None):
+    return compat.recommend(arch or None, str(os_id), modules or None)
+
+
+@_guard
+def llmhost_install_plan(os_id, arch=None, modules="auto", source="auto", branch=None):
+    return compat.install_plan(str(os_id), arch or None, str(modules), str(source), branch or None)
+
+
+@_guard
+def llmhost_arch_for_pci_ids(device_ids):
+    """['0x2330', '0x2330'] (sysfs 'device' files of NVIDIA GPUs) -> the architecture, or None."""
+    archs = {(knowledge.gpu_by_pci_id(str(d)) or {}).get("arch") for d in device_ids}
+    archs.discard(None)
+    if len(archs) > 1:
+        raise AnsibleFilterError(f"GPUs of several architectures ({', '.join(sorted(archs))}): set nvidia_driver_gpu_arch")
+    return archs.pop() if archs else None
+
+
+CONTAINER_TYPES = ("container", "docker", "podman", "lxc", "systemd-nspawn", "containerd")
+
+
+def llmhost_in_container(facts):
+    """True when gathered facts say this host is a container: it shares its kernel with the machine,
+    so kernel settings, modules, headers and reboots are not its own."""
+    return facts.get("virtualization_role") == "guest" and facts.get("virtualization_type") in CONTAINER_TYPES
+
+
+@_guard
+def llmhost_os_key(facts):
+    """Gathered facts -> the knowledge base's OS key, e.g. debian-12, ubuntu-24.04, rocky-9."""
+    return knowledge.os_key(str(facts.get("distribution", "")).lower(), str(facts.get("distribution_version", "")))
+
+
+@_guard
+def llmhost_newest_cuda(driver):
+    cuda = knowledge.newest_cuda_for_driver(parse_driver(str(driver)))
+    return cuda.short if cuda else None
+
+
+@_guard
+def llmhost_cuda_min_driver(cuda):
+    return str(knowledge.cuda_min_driver(parse_cuda(str(cuda))))
+
+
+class FilterModule:
+    def filters(self):
+        return {f.__name__: f for f in (llmhost_data, llmhost_recommend, llmhost_install_plan, llmhost_arch_for_pci_ids,
+                                                     llmhost_in_container, llmhost_os_key, llmhost_newest_cuda,
+                                                     llmhost_cuda_min_driver)}
