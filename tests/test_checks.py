@@ -176,6 +176,14 @@ def test_memory_tuning_findings(snap):
         assert status(report, check_id) == "warn", check_id
 
 
+def test_one_gib_pages_count_toward_the_reservation(snap):
+    files = {"/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages": "40\n",
+             "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages": "0\n"}
+    result = results(replay(snap(files=files)), "memory.hugepages")[0]
+    assert result.status == "warn" and result.data["reserved_mib"] == 40 * 1024  # 40 GiB of 62.5 GiB RAM
+    assert "40 x 1024 MiB" in result.message
+
+
 def test_secure_boot_enabled_with_driver_not_loaded_fails(snap):
     report = replay(snap(files={**sysfs_gpu("0000:01:00.0", "2684"), "/proc/modules": "ext4 1 0 - Live\n"},
                          cmds={"nvidia-smi-q-x": NOT_INSTALLED, "mokutil-sb-state": ("SecureBoot enabled\n", "", 0)}))

@@ -5,10 +5,11 @@ from __future__ import annotations
 from llmhost import knowledge
 from llmhost.checks import check, passed, skipped, warned
 from llmhost.facts import Facts
-from llmhost.parsers import ParseError, system
+from llmhost.parsers import ParseError, is_number, system
 
 KIB_PER_MIB = 1024
 THP = "/sys/kernel/mm/transparent_hugepage/enabled"
+HUGEPAGES = "/sys/kernel/mm/hugepages"
 
 
 @check("memory.ram_vs_vram", "RAM is at least twice the total VRAM")
@@ -60,19 +61,35 @@ def thp(facts: Facts):
                      f"set THP to {want} (role host_tuning)", mode=mode)
 
 
+def _hugepage_pools(facts: Facts) -> dict[int, int]:
+    """{page size KiB: pages reserved} per pool in /sys/kernel/mm/hugepages (2 MiB and 1 GiB pools alike);
+    meminfo's HugePages_Total counts the default size only."""
+    pools = {}
+    for name in facts.host.listdir(HUGEPAGES) or []:
+        size = name.removeprefix("hugepages-").removesuffix("kB")
+        count = facts.host.read(f"{HUGEPAGES}/{name}/nr_hugepages")
+        if is_number(size) and count is not None and is_number(count.strip()):
+            pools[int(size)] = int(count.strip())
+    if not pools:
+        info = facts.meminfo
+        pools[info.get("Hugepagesize", 2048)] = info.get("HugePages_Total", 0)
+    return pools
+
+
 @check("memory.hugepages", "Reserved huge pages leave room for the rest")
 def hugepages(facts: Facts):
-    info = facts.meminfo
-    total, size_kib = info.get("HugePages_Total", 0), info.get("Hugepagesize", 2048)
-    reserved_mib = total * size_kib // KIB_PER_MIB
-    data = {"count": total, "size_kib": size_kib, "free": info.get("HugePages_Free", 0), "reserved_mib": reserved_mib}
-    ram_mib = info["MemTotal"] // KIB_PER_MIB
+    pools = _hugepage_pools(facts)
+    reserved_mib = sum(size * count for size, count in pools.items()) // KIB_PER_MIB
+    summary = ", ".join(f"{count} x {size // 1024} MiB" for size, count in sorted(pools.items()) if count)
+    data = {"pools_kib": {str(size): count for size, count in pools.items()}, "reserved_mib": reserved_mib}
+    ram_mib = facts.meminfo["MemTotal"] // KIB_PER_MIB
     limit = knowledge.thresholds()["memory"]["hugepages_reserved_warn_ratio"]
     if reserved_mib > limit * ram_mib:
-        yield warned(f"{total} x {size_kib} KiB huge pages reserve {reserved_mib} MiB of {ram_mib} MiB RAM",
-                     "reserved huge pages are unusable by anything else: lower vm.nr_hugepages", **data)
-    elif total:
-        yield passed(f"{total} x {size_kib} KiB huge pages reserved ({reserved_mib} MiB), {data['free']} free", **data)
+        yield warned(f"huge pages ({summary}) reserve {reserved_mib} MiB of {ram_mib} MiB RAM",
+                     "reserved huge pages are unusable by anything else: lower vm.nr_hugepages or the 1 GiB pool",
+                     **data)
+    elif reserved_mib:
+        yield passed(f"huge pages reserved: {summary} ({reserved_mib} MiB)", **data)
     else:
         yield passed("no huge pages reserved (runtimes use THP)", **data)
 
