@@ -13,7 +13,12 @@ case "$action" in
     ansible-playbook playbooks/lab.yml -i inventory/lab
     ansible-playbook site.yml -i inventory/lab "${@:2}"
     echo
-    echo "llmhost: lab converged. Inspect a host:  podman exec -it llmhost-lab-bookworm bash"
+    echo "llmhost: lab converged; Gemma 3 270M answers on each lab host:"
+    echo "  curl -s http://127.0.0.1:8081/v1/chat/completions -H 'Content-Type: application/json' \\"
+    echo "       -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Say hello\"}], \"max_tokens\": 32}'"
+    echo "  (llmhost-lab-bookworm on port 8081, llmhost-lab-trixie on 8082)"
+    echo "llmhost: measure it:                    .venv/bin/llmhost bench http://127.0.0.1:8081 --concurrency 1,4"
+    echo "llmhost: inspect a host:                podman exec -it llmhost-lab-bookworm bash"
     echo "llmhost: run preflight there:           podman exec llmhost-lab-bookworm cat /etc/ansible/facts.d/llmhost_preflight_verify.fact"
     echo "llmhost: tear the lab down:             make lab-down"
     ;;

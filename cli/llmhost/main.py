@@ -31,9 +31,10 @@ def cli():
 
 
 def _register():
-    from llmhost.commands import compat_cmd, plan_cmd, preflight_cmd, snapshot_cmd
+    from llmhost.commands import bench_cmd, compat_cmd, plan_cmd, preflight_cmd, snapshot_cmd
 
-    for command in (preflight_cmd.preflight, snapshot_cmd.snapshot, compat_cmd.compat, plan_cmd.plan):
+    for command in (preflight_cmd.preflight, snapshot_cmd.snapshot, compat_cmd.compat, plan_cmd.plan,
+                    bench_cmd.bench):
         cli.add_command(command)
 
 

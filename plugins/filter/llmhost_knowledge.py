@@ -13,7 +13,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 try:
-    from llmhost import compat, knowledge
+    from llmhost import compat, knowledge, runtime_flags
     from llmhost.errors import LlmhostError
     from llmhost.versions import parse_cuda, parse_driver
 except ImportError as exc:  # the controller's Python must have llmhost installed (scripts/venv.sh)
@@ -71,6 +71,13 @@ def llmhost_os_key(facts):
 
 
 @_guard
+def llmhost_llama_cpp_python_args(plan, mlock=False, overrides=None):
+    """A `llmhost plan --json` result -> [[flag, value], ...] for `python -m llama_cpp.server`."""
+    return runtime_flags.llama_cpp_python_args(plan["runtime"]["llama_cpp"]["flags"], plan["model"].get("layers"),
+                                              bool(mlock), overrides or {})
+
+
+@_guard
 def llmhost_newest_cuda(driver):
     cuda = knowledge.newest_cuda_for_driver(parse_driver(str(driver)))
     return cuda.short if cuda else None
@@ -84,5 +91,6 @@ def llmhost_cuda_min_driver(cuda):
 class FilterModule:
     def filters(self):
         return {f.__name__: f for f in (llmhost_data, llmhost_recommend, llmhost_install_plan, llmhost_arch_for_pci_ids,
-                                                     llmhost_in_container, llmhost_os_key, llmhost_newest_cuda,
+                                                     llmhost_in_container, llmhost_os_key, llmhost_llama_cpp_python_args,
+                                                     llmhost_newest_cuda,
                                                      llmhost_cuda_min_driver)}

@@ -1,0 +1,167 @@
+"""`llmhost bench`: time to first token, prompt and decode tokens/s, requests/s and latency
+percentiles of an OpenAI-compatible chat endpoint, at several concurrencies.
+
+Tokens are counted as streamed content chunks (llama.cpp and vLLM send one token per chunk); the
+prompt's token count comes from a non-streamed request's `usage`.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from llmhost.errors import LlmhostError
+
+DEFAULT_PROMPT = ("Explain in plain words why a large language model needs fast memory bandwidth to generate "
+                  "text quickly, and what an operator can do about it.")
+
+
+@dataclass
+class Sample:
+    ok: bool
+    ttft: float = 0.0
+    latency: float = 0.0
+    tokens: int = 0
+    error: str = ""
+
+
+def _post(url: str, body: dict, api_key: str | None, timeout: float):
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - the operator's endpoint
+
+
+def _endpoint(base: str) -> str:
+    base = base.rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise LlmhostError(f"endpoint {base!r} is not an http(s) URL: expected e.g. http://127.0.0.1:8080")
+    return base if base.endswith("/v1/chat/completions") else base.removesuffix("/v1") + "/v1/chat/completions"
+
+
+def prompt_tokens(url: str, model: str, prompt: str, api_key: str | None, timeout: float) -> int | None:
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 1, "stream": False}
+    try:
+        with _post(url, body, api_key, timeout) as response:
+            return json.load(response).get("usage", {}).get("prompt_tokens")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise LlmhostError(f"endpoint {url} did not answer a chat completion: {exc}") from None
+
+
+def one_request(url: str, model: str, prompt: str, max_tokens: int, api_key: str | None, timeout: float) -> Sample:
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+            "temperature": 0, "stream": True}
+    start = time.perf_counter()
+    first = None
+    tokens = 0
+    try:
+        with _post(url, body, api_key, timeout) as response:
+            for raw in response:
+                line = raw.decode("utf-8", "replace").strip()
+                if not line.startswith("data:") or line == "data: [DONE]":
+                    continue
+                try:
+                    chunk = json.loads(line[5:])
+                except ValueError:
+                    continue
+                delta = (chunk.get("choices") or [{}])[0].get("delta") or {}
+                if delta.get("content"):
+                    tokens += 1
+                    first = first or time.perf_counter()
+    except (urllib.error.URLError, OSError) as exc:
+        return Sample(False, error=str(exc)[:120])
+    end = time.perf_counter()
+    if not tokens:
+        return Sample(False, error="no content streamed")
+    return Sample(True, first - start, end - start, tokens)
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def summarize(samples: list[Sample], wall: float, concurrency: int, prompt_len: int | None) -> dict[str, Any]:
+    good = [s for s in samples if s.ok]
+    result: dict[str, Any] = {"concurrency": concurrency, "requests": len(samples), "errors": len(samples) - len(good),
+                              "wall_s": round(wall, 3)}
+    if not good:
+        return result
+    decode = [(s.tokens - 1) / (s.latency - s.ttft) for s in good if s.tokens > 1 and s.latency > s.ttft]
+    ttft = [s.ttft for s in good]
+    result.update({
+        "ttft_p50_s": round(statistics.median(ttft), 4),
+        "ttft_p95_s": round(_pct(ttft, 0.95), 4),
+        "prompt_tokens_per_s": round(prompt_len / statistics.median(ttft), 1) if prompt_len else None,
+        "decode_tokens_per_s": round(statistics.median(decode), 2) if decode else None,
+        "throughput_tokens_per_s": round(sum(s.tokens for s in good) / wall, 2),
+        "requests_per_s": round(len(good) / wall, 3),
+        "latency_p50_s": round(statistics.median([s.latency for s in good]), 3),
+        "latency_p95_s": round(_pct([s.latency for s in good], 0.95), 3),
+    })
+    return result
+
+
+def run(endpoint: str, model: str = "default", concurrency: tuple[int, ...] = (1, 4, 8), requests: int | None = None,
+        max_tokens: int = 64, prompt: str = DEFAULT_PROMPT, api_key: str | None = None, timeout: float = 300.0,
+        progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    url = _endpoint(endpoint)
+    if any(c < 1 for c in concurrency) or max_tokens < 2:
+        raise LlmhostError(f"--concurrency {concurrency} must be >= 1 and --max-tokens {max_tokens} >= 2")
+    plen = prompt_tokens(url, model, prompt, api_key, timeout)
+    levels = []
+    for level in concurrency:
+        count = requests or max(4, 2 * level)
+        with ThreadPoolExecutor(max_workers=level) as pool:
+            start = time.perf_counter()
+            futures = [pool.submit(one_request, url, model, prompt, max_tokens, api_key, timeout) for _ in range(count)]
+            samples = []
+            for future in futures:
+                samples.append(future.result())
+                if progress:
+                    progress(1)
+            wall = time.perf_counter() - start
+        levels.append(summarize(samples, wall, level, plen))
+    return {"endpoint": url, "model": model, "prompt_tokens": plen, "max_tokens": max_tokens, "levels": levels}
+
+
+RATIO_KEYS = ("decode_tokens_per_s", "throughput_tokens_per_s", "requests_per_s", "ttft_p50_s", "latency_p50_s")
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per concurrency: b / a for each metric (above 1 is better for rates, worse for times)."""
+    rows = []
+    for left, right in zip(a["levels"], b["levels"]):
+        row = {"concurrency": left["concurrency"]}
+        for key in RATIO_KEYS:
+            if left.get(key) and right.get(key):
+                row[key] = round(right[key] / left[key], 3)
+        rows.append(row)
+    return rows
+
+
+def as_text(result: dict[str, Any]) -> str:
+    lines = [f"{result['endpoint']}  model={result['model']}  prompt={result['prompt_tokens']} tokens  "
+             f"max_tokens={result['max_tokens']}",
+             f"{'conc':>4} {'reqs':>4} {'err':>3} {'TTFT p50':>9} {'prompt t/s':>10} {'decode t/s':>10} "
+             f"{'total t/s':>9} {'req/s':>6} {'lat p50':>8} {'lat p95':>8}"]
+    for lv in result["levels"]:
+        def cell(key, width, fmt="{:.2f}"):
+            value = lv.get(key)
+            return (fmt.format(value) if value is not None else "-").rjust(width)
+        lines.append(f"{lv['concurrency']:>4} {lv['requests']:>4} {lv['errors']:>3} {cell('ttft_p50_s', 9, '{:.3f}s')} "
+                     f"{cell('prompt_tokens_per_s', 10, '{:.1f}')} {cell('decode_tokens_per_s', 10)} "
+                     f"{cell('throughput_tokens_per_s', 9)} {cell('requests_per_s', 6)} "
+                     f"{cell('latency_p50_s', 8, '{:.2f}s')} {cell('latency_p95_s', 8, '{:.2f}s')}")
+    return "\n".join(lines)
+
+
+def sample_dict(sample: Sample) -> dict[str, Any]:
+    return asdict(sample)

@@ -1,0 +1,61 @@
+"""`llmhost bench`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from llmhost import bench as engine
+from llmhost.errors import LlmhostError
+
+
+def _levels(text: str) -> tuple[int, ...]:
+    try:
+        levels = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise LlmhostError(f"--concurrency {text!r} is not a list of numbers: expected e.g. 1,4,8") from None
+    if not levels or min(levels) < 1:
+        raise LlmhostError(f"--concurrency {text!r}: every level must be >= 1")
+    return levels
+
+
+@click.command()
+@click.argument("endpoint")
+@click.option("--compare", "other", metavar="URL", help="Run the same workload against a second endpoint and print ratios.")
+@click.option("--model", default="default", show_default=True, help="Model name sent in requests.")
+@click.option("--concurrency", default="1,4,8", show_default=True, help="Concurrent requests, per level.")
+@click.option("--requests", type=click.IntRange(min=1), help="Requests per level (default: max(4, 2 x concurrency)).")
+@click.option("--max-tokens", type=click.IntRange(min=2), default=64, show_default=True)
+@click.option("--prompt", default=engine.DEFAULT_PROMPT, help="Prompt text.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True, help="Seconds per request.")
+@click.option("--json", "as_json", is_flag=True)
+def bench(endpoint, other, model, concurrency, requests, max_tokens, prompt, timeout, as_json):
+    """Measure an OpenAI-compatible endpoint: TTFT, prompt and decode tokens/s, requests/s, p50/p95 latency.
+
+    The API key, if the endpoint needs one, is read from LLMHOST_API_KEY (never from the command line).
+    """
+    levels = _levels(concurrency)
+    api_key = os.environ.get("LLMHOST_API_KEY")
+    targets = [endpoint] + ([other] if other else [])
+    total = sum(requests or max(4, 2 * level) for level in levels) * len(targets)
+    results = []
+    with click.progressbar(length=total, label="llmhost bench", file=sys.stderr) as bar:
+        for target in targets:
+            results.append(engine.run(target, model, levels, requests, max_tokens, prompt, api_key, timeout,
+                                      progress=bar.update))
+    failed = any(lv["errors"] == lv["requests"] for r in results for lv in r["levels"])
+    if as_json:
+        out = {"results": results}
+        if other:
+            out["ratios"] = engine.compare(results[0], results[1])
+        click.echo(json.dumps(out, indent=2))
+    else:
+        for result in results:
+            click.echo(engine.as_text(result))
+            click.echo()
+        if other:
+            click.echo(f"ratios (second / first): {json.dumps(engine.compare(results[0], results[1]))}")
+    sys.exit(1 if failed else 0)
