@@ -4,6 +4,7 @@ here (Ubuntu, RHEL) are tested from their rendered output."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import importlib.util
 from pathlib import Path
 
@@ -90,3 +91,20 @@ def test_tuning_defaults_come_from_the_data_file():
     tuning = F["llmhost_data"]("tuning")
     assert tuning["sysctl"]["vm.swappiness"]["value"] == 10
     assert tuning["thp"]["value"] in ("always", "madvise")
+
+
+def test_docker_daemon_merge_keeps_the_users_keys():
+    users = '{"log-driver": "journald", "data-root": "/srv/docker", "runtimes": {"runsc": {"path": "/usr/bin/runsc"}}}'
+    merged = json.loads(F["llmhost_merge_docker_daemon"](users))
+    assert merged["log-driver"] == "journald" and merged["data-root"] == "/srv/docker"
+    assert merged["runtimes"]["runsc"] == {"path": "/usr/bin/runsc"}
+    assert merged["runtimes"]["nvidia"]["path"] == "nvidia-container-runtime"
+    assert "default-runtime" not in merged
+    again = F["llmhost_merge_docker_daemon"](json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    assert again == json.dumps(merged, indent=2, sort_keys=True) + "\n"  # nothing to add: same text
+    assert json.loads(F["llmhost_merge_docker_daemon"]("", make_default=True))["default-runtime"] == "nvidia"
+
+
+def test_docker_daemon_merge_refuses_broken_json():
+    with pytest.raises(AnsibleFilterError, match="not valid JSON"):
+        F["llmhost_merge_docker_daemon"]('{"log-driver": ')

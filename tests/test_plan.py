@@ -58,6 +58,7 @@ def test_gemma_header_is_read_exactly(gemma, gemma_header):
     h = gemma_header
     assert (h["arch"], h["layers"], h["heads"], h["kv_heads"], h["head_dim"]) == ("gemma3", 18, 4, 1, 256)
     assert h["vocab"] == 262144 and h["context"] == 32768
+    assert h["chat_template"] is False  # this GGUF carries none: the runtime must be told the format
     assert h["weight_bytes"] == sum(size for _, _, size, _ in h["tensors"]) == 246587904
     assert h["file_bytes"] == gemma.stat().st_size
 

@@ -22,7 +22,7 @@ def test_plan_flags_become_llama_cpp_python_settings():
     flags = ["-ngl", "19", "-c", "8192", "-np", "2", "-ctk", "q8_0", "-ctv", "q8_0", "-fa", "on", "-t", "16",
              "--numa", "numactl"]
     args = dict(runtime_flags.llama_cpp_python_args(flags, layers=18, mlock=True))
-    assert args == {"--n_gpu_layers": "-1", "--n_ctx": "8192", "--n_threads": "16", "--n_threads_batch": "16",
+    assert args == {"--interrupt_requests": "false", "--n_gpu_layers": "-1", "--n_ctx": "8192", "--n_threads": "16", "--n_threads_batch": "16",
                     "--type_k": "8", "--type_v": "8", "--flash_attn": "true", "--numa": "true", "--use_mlock": "true"}
 
 
@@ -31,6 +31,11 @@ def test_partial_offload_keeps_its_layer_count_and_overrides_win():
                                                     layers=80, overrides={"n_threads": 8, "flash_attn": True}))
     assert args["--n_gpu_layers"] == "41" and "--type_k" not in args
     assert args["--n_threads"] == "8" and args["--flash_attn"] == "true"
+
+
+def test_a_gguf_without_chat_template_gets_its_architectures_format():
+    assert dict(runtime_flags.llama_cpp_python_args([], arch="gemma3", chat_template=False))["--chat_format"] == "gemma"
+    assert "--chat_format" not in dict(runtime_flags.llama_cpp_python_args([], arch="gemma3", chat_template=True))
 
 
 def test_unknown_kv_type_is_refused():
@@ -52,7 +57,9 @@ def server(tmp_path_factory):
     port = _free_port()
     log = (tmp_path_factory.mktemp("log") / "server.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "1024", "--n_threads", "2"], stdout=log, stderr=log)
+                             "--port", str(port), "--n_ctx", "1024", "--n_threads", "2", "--chat_format", "gemma",
+                             "--interrupt_requests", "false"],
+                            stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

@@ -24,7 +24,8 @@ def read(path: str) -> dict[str, Any]:
     try:
         reader = gguf.GGUFReader(str(file))
         fields = {key: field.contents() for key, field in reader.fields.items()
-                  if not key.startswith("tokenizer.ggml.")}
+                  if not key.startswith("tokenizer.ggml.") and key != "tokenizer.chat_template"}
+        has_template = "tokenizer.chat_template" in reader.fields
         tensors = [(t.name, t.tensor_type.name, int(t.n_bytes), [int(x) for x in t.shape]) for t in reader.tensors]
     except (ValueError, IndexError, KeyError, OSError, EOFError) as exc:
         raise LlmhostError(f"model {path!r} is a truncated or corrupt GGUF: {exc}") from None
@@ -51,6 +52,6 @@ def read(path: str) -> dict[str, Any]:
         "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim,
         "head_dim_v": key("attention.value_length", head_dim), "context": key("context_length"),
         "vocab": next((t[3][1] for t in tensors if t[0] == "token_embd.weight"), None),
-        "file_type": fields.get("general.file_type"), "tensors": tensors, "weight_bytes": weight_bytes,
+        "file_type": fields.get("general.file_type"), "chat_template": has_template, "tensors": tensors, "weight_bytes": weight_bytes,
         "file_bytes": file.stat().st_size,
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmhost import knowledge
 from llmhost.errors import LlmhostError
 
 # ggml type ids llama-cpp-python takes for --type_k / --type_v
@@ -15,12 +16,15 @@ GGML_TYPE_IDS = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7,
 
 
 def llama_cpp_python_args(plan_flags: list[str], layers: int | None = None, mlock: bool = False,
-                          overrides: dict[str, Any] | None = None) -> list[list[str]]:
+                          overrides: dict[str, Any] | None = None, arch: str | None = None,
+                          chat_template: bool = True) -> list[list[str]]:
     """['-ngl', '19', '-c', '8192', ...] -> [['--n_gpu_layers', '-1'], ['--n_ctx', '8192'], ...]"""
     if len(plan_flags) % 2 and plan_flags[-1].startswith("-"):
         raise LlmhostError(f"plan flags {plan_flags!r} end with a flag that has no value")
     pairs = dict(zip(plan_flags[::2], plan_flags[1::2]))
-    args: dict[str, str] = {}
+    # llama-cpp-python's server cuts off a streaming reply when another request arrives unless told
+    # to queue: a shared server must queue.
+    args: dict[str, str] = {"interrupt_requests": "false"}
     if "-ngl" in pairs:
         ngl = int(pairs["-ngl"])
         args["n_gpu_layers"] = "-1" if layers is not None and ngl > layers else str(ngl)
@@ -40,6 +44,9 @@ def llama_cpp_python_args(plan_flags: list[str], layers: int | None = None, mloc
         args["numa"] = "true"
     if mlock:
         args["use_mlock"] = "true"
+    chat_format = knowledge.load("runtimes")["chat_formats_by_arch"].get(arch or "")
+    if not chat_template and chat_format:
+        args["chat_format"] = chat_format
     for key, value in (overrides or {}).items():
         args[str(key).lstrip("-")] = str(value).lower() if isinstance(value, bool) else str(value)
     return [[f"--{key}", value] for key, value in args.items()]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 try:
-    from llmhost import compat, knowledge, runtime_flags
+    from llmhost import compat, engine_config, knowledge, runtime_flags
     from llmhost.errors import LlmhostError
     from llmhost.versions import parse_cuda, parse_driver
 except ImportError as exc:  # the controller's Python must have llmhost installed (scripts/venv.sh)
@@ -73,8 +73,16 @@ def llmhost_os_key(facts):
 @_guard
 def llmhost_llama_cpp_python_args(plan, mlock=False, overrides=None):
     """A `llmhost plan --json` result -> [[flag, value], ...] for `python -m llama_cpp.server`."""
-    return runtime_flags.llama_cpp_python_args(plan["runtime"]["llama_cpp"]["flags"], plan["model"].get("layers"),
-                                              bool(mlock), overrides or {})
+    model = plan["model"]
+    return runtime_flags.llama_cpp_python_args(plan["runtime"]["llama_cpp"]["flags"], model.get("layers"),
+                                              bool(mlock), overrides or {}, model.get("arch"),
+                                              model.get("chat_template", True))
+
+
+@_guard
+def llmhost_merge_docker_daemon(current, runtime_path="nvidia-container-runtime", make_default=False):
+    """daemon.json text -> text with the nvidia runtime added, every other key kept."""
+    return engine_config.merge_docker_daemon(str(current), str(runtime_path), bool(make_default))
 
 
 @_guard
@@ -92,5 +100,6 @@ class FilterModule:
     def filters(self):
         return {f.__name__: f for f in (llmhost_data, llmhost_recommend, llmhost_install_plan, llmhost_arch_for_pci_ids,
                                                      llmhost_in_container, llmhost_os_key, llmhost_llama_cpp_python_args,
+                                                     llmhost_merge_docker_daemon,
                                                      llmhost_newest_cuda,
                                                      llmhost_cuda_min_driver)}

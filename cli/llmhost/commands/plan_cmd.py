@@ -46,7 +46,8 @@ def _model(gguf_path, model_name, params, quant, arch_numbers) -> dict:
         return {"source": "gguf", "path": gguf_path, "arch": header["arch"], "name": header["name"],
                 "layers": header["layers"], "heads": header["heads"], "kv_heads": header["kv_heads"],
                 "head_dim": header["head_dim"], "head_dim_v": header["head_dim_v"], "vocab": header["vocab"],
-                "max_context": header["context"], "file_bytes": header["file_bytes"], "exact": True, "weights": weights}
+                "max_context": header["context"], "file_bytes": header["file_bytes"], "exact": True,
+                "chat_template": header["chat_template"], "weights": weights}
     shape = engine.shape_from_model(model_name) if model_name else None
     if not quant:
         raise LlmhostError("--quant is required with --model or --params (e.g. --quant Q4_K_M)")
