@@ -2,7 +2,8 @@
 percentiles of an OpenAI-compatible chat endpoint, at several concurrencies.
 
 Tokens are counted as streamed content chunks (llama.cpp and vLLM send one token per chunk); the
-prompt's token count comes from a non-streamed request's `usage`.
+prompt's token count comes from a non-streamed request's `usage`. Every request starts with its own
+line, so a server's prompt-prefix cache cannot turn prompt processing into a cache hit.
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ def one_request(url: str, model: str, prompt: str, max_tokens: int, api_key: str
     return Sample(True, first - start, end - start, tokens)
 
 
+def _unique(prompt: str, serial: int) -> str:
+    return f"Request {serial:05d}.\n{prompt}"
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -115,13 +120,18 @@ def run(endpoint: str, model: str = "default", concurrency: tuple[int, ...] = (1
     url = _endpoint(endpoint)
     if any(c < 1 for c in concurrency) or max_tokens < 2:
         raise LlmhostError(f"--concurrency {concurrency} must be >= 1 and --max-tokens {max_tokens} >= 2")
-    plen = prompt_tokens(url, model, prompt, api_key, timeout)
+    plen = prompt_tokens(url, model, _unique(prompt, 0), api_key, timeout)
     levels = []
+    serial = 0
     for level in concurrency:
         count = requests or max(4, 2 * level)
         with ThreadPoolExecutor(max_workers=level) as pool:
             start = time.perf_counter()
-            futures = [pool.submit(one_request, url, model, prompt, max_tokens, api_key, timeout) for _ in range(count)]
+            futures = []
+            for _ in range(count):
+                serial += 1
+                futures.append(pool.submit(one_request, url, model, _unique(prompt, serial), max_tokens, api_key,
+                                           timeout))
             samples = []
             for future in futures:
                 samples.append(future.result())
