@@ -108,3 +108,25 @@ def test_docker_daemon_merge_keeps_the_users_keys():
 def test_docker_daemon_merge_refuses_broken_json():
     with pytest.raises(AnsibleFilterError, match="not valid JSON"):
         F["llmhost_merge_docker_daemon"]('{"log-driver": ')
+
+
+def test_power_limit_range_check_names_the_gpus_out_of_range():
+    lines = ["00000000:01:00.0, 100.00, 300.00", "00000000:02:00.0, 150.00, 250.00", "00000000:03:00.0, [N/A], [N/A]"]
+    assert F["llmhost_power_limit_violations"](lines, "280") == ["00000000:02:00.0 (150-250 W)"]
+    assert F["llmhost_power_limit_violations"](lines, "200") == []
+    assert F["llmhost_power_limit_violations"](lines, "90") == ["00000000:01:00.0 (100-300 W)", "00000000:02:00.0 (150-250 W)"]
+
+
+def test_gpu_placements_come_from_the_numa_check(snap):
+    from conftest import REAL, replay, sysfs_gpu
+    from llmhost.preflight import Report
+
+    files = {**sysfs_gpu("0000:01:00.0", "2330", numa="-1", cpus=None), **sysfs_gpu("0000:02:00.0", "2330", numa="1",
+                                                                                     cpus="24-47"),
+             "/sys/devices/system/node/node0/cpulist": "0-23", "/sys/devices/system/node/node1/cpulist": "24-47"}
+    topo = ((REAL / "topo-4gpu-nv12-pairs-4numa.txt").read_text(), "", 0)
+    report: Report = replay(snap(files=files, cmds={"nvidia-smi-topo-m": topo, "nvidia-smi-q-x": ("", "", 127)}))
+    placements = F["llmhost_gpu_placements"](report.as_dict())
+    assert placements == [{"address": "0000:01:00.0", "numa_node": 0, "cpus": "0-23"},
+                          {"address": "0000:02:00.0", "numa_node": 1, "cpus": "24-47"}]
+    assert F["llmhost_gpu_placements"]({"results": []}) == []

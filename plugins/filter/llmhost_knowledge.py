@@ -85,6 +85,32 @@ def llmhost_merge_docker_daemon(current, runtime_path="nvidia-container-runtime"
     return engine_config.merge_docker_daemon(str(current), str(runtime_path), bool(make_default))
 
 
+def llmhost_gpu_placements(report):
+    """A `llmhost preflight --json` report -> [{address, numa_node, cpus}] from its numa.gpu_affinity results,
+    in PCI order, for GPUs whose node is known."""
+    return [{"address": r["subject"], "numa_node": r["data"]["numa_node"], "cpus": r["data"].get("cpus")}
+            for r in report.get("results", [])
+            if r.get("id") == "numa.gpu_affinity" and r.get("subject") != "host" and
+            r.get("data", {}).get("numa_node") is not None]
+
+
+def llmhost_power_limit_violations(csv_lines, limit_w):
+    """`nvidia-smi --query-gpu=pci.bus_id,power.min_limit,power.max_limit --format=csv,noheader,nounits`
+    lines and a limit in watts -> ['00000000:01:00.0 (100-300 W)', ...] for each GPU whose range excludes it.
+    GPUs that report no range ([N/A]) cannot be checked and are not listed."""
+    limit = float(limit_w)
+    bad = []
+    for line in csv_lines:
+        fields = [f.strip() for f in str(line).split(",")]
+        try:
+            low, high = float(fields[1]), float(fields[2])
+        except (IndexError, ValueError):
+            continue
+        if not low <= limit <= high:
+            bad.append(f"{fields[0]} ({low:g}-{high:g} W)")
+    return bad
+
+
 @_guard
 def llmhost_newest_cuda(driver):
     cuda = knowledge.newest_cuda_for_driver(parse_driver(str(driver)))
@@ -100,6 +126,7 @@ class FilterModule:
     def filters(self):
         return {f.__name__: f for f in (llmhost_data, llmhost_recommend, llmhost_install_plan, llmhost_arch_for_pci_ids,
                                                      llmhost_in_container, llmhost_os_key, llmhost_llama_cpp_python_args,
-                                                     llmhost_merge_docker_daemon,
+                                                     llmhost_merge_docker_daemon, llmhost_power_limit_violations,
+                                                     llmhost_gpu_placements,
                                                      llmhost_newest_cuda,
                                                      llmhost_cuda_min_driver)}
