@@ -10,8 +10,15 @@ FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX5
 PIP=${PIP:-python3 -m pip}
 wheel=$(ls "$CACHE"/llama_cpp_python-"$VERSION"-*.whl 2>/dev/null | head -n1 || true)
 if [ -z "$wheel" ]; then
-  command -v cmake >/dev/null && command -v c++ >/dev/null \
-    || { echo "llmhost: llama wheel: cmake and a C++ compiler are needed (apt-get install cmake g++)" >&2; exit 1; }
+  if ! command -v cmake >/dev/null || ! command -v c++ >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "llmhost: installing cmake and g++ to build llama-cpp-python" >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ >/dev/null \
+        || { echo "llmhost: llama wheel: 'apt-get install cmake g++' failed" >&2; exit 1; }
+    else
+      echo "llmhost: llama wheel: cmake and a C++ compiler are needed (apt-get install cmake g++)" >&2; exit 1
+    fi
+  fi
   mkdir -p "$CACHE"
   echo "llmhost: building llama-cpp-python $VERSION (about 4 minutes on 2 cores, once)" >&2
   CMAKE_ARGS="$FLAGS" $PIP wheel -q --no-deps --no-binary llama-cpp-python -w "$CACHE" "llama-cpp-python==$VERSION" >&2 \
