@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from llmhost.errors import LlmhostError
@@ -172,6 +172,3 @@ def as_text(result: dict[str, Any]) -> str:
                      f"{cell('latency_p50_s', 8, '{:.2f}s')} {cell('latency_p95_s', 8, '{:.2f}s')}")
     return "\n".join(lines)
 
-
-def sample_dict(sample: Sample) -> dict[str, Any]:
-    return asdict(sample)

@@ -60,8 +60,6 @@ class CommandResult:
 class Host:
     """The questions a check may ask. None always means 'not available on that host'."""
 
-    live = False
-
     def read(self, path: str) -> str | None:
         raw = self.read_bytes(path)
         return raw.decode("utf-8", errors="replace") if raw is not None else None
@@ -78,8 +76,6 @@ class Host:
 
 class LiveHost(Host):
     """This machine. With record=True it keeps a copy of every answer, to be saved as a snapshot."""
-
-    live = True
 
     def __init__(self, record: bool = False, model_dir: str = "/var/lib/llmhost/models",
                  nvml_reader=None):

@@ -6,7 +6,6 @@ Ansible roles (through plugins/filter/llmhost_knowledge.py) all read them throug
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from functools import cache
 from importlib.resources import files
@@ -97,13 +96,6 @@ def arch_for_name(product: str) -> str | None:
     return None
 
 
-def arch_for_compute_capability(cc: str) -> str | None:
-    for arch in load("architectures")["architectures"]:
-        if cc in arch["compute_capability"]:
-            return arch["name"]
-    return None
-
-
 def resolve_gpu(text: str) -> dict[str, Any]:
     """A GPU given by the user as a PCI id or a product name -> {name, arch, vram_gib?}."""
     entry = gpu_by_pci_id(text) if re.fullmatch(r"(0x)?(10de:)?[0-9a-f]{4}(10de)?", text.strip(), re.IGNORECASE) else None
@@ -127,11 +119,6 @@ def branch_info(branch: int) -> dict[str, Any] | None:
         if row["branch"] == branch:
             return row
     return None
-
-
-def branch_eol(branch: int) -> dt.date | None:
-    info = branch_info(branch)
-    return dt.date.fromisoformat(info["eol"]) if info else None
 
 
 def platform(os_id: str) -> dict[str, Any]:

@@ -30,14 +30,6 @@ def cpu_flags(text: str) -> set[str]:
     raise ParseError("/proc/cpuinfo has no flags line")
 
 
-def cpu_model(text: str) -> str | None:
-    for line in (text or "").splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            return value.strip()
-    return None
-
-
 def loaded_modules(text: str) -> set[str]:
     """/proc/modules -> module names."""
     return {line.split()[0] for line in (text or "").splitlines() if line.strip()}
