@@ -12,6 +12,7 @@ from llmhost.facts import Facts, Unavailable
 from llmhost.hostio import Host
 
 SCHEMA = "llmhost.preflight/1"
+NO_GPU = "no NVIDIA GPU"
 
 
 @dataclass
@@ -81,6 +82,9 @@ def run(host: Host, source: str = "live", only=(), skip=(), model_dir: str | Non
             continue
         if check_id in skip:
             results.append(Result(check_id, "skip", "host", "skipped on request (--skip)"))
+            continue
+        if check.needs_gpu and not facts.gpus:
+            results.append(Result(check_id, "skip", "host", NO_GPU))
             continue
         try:
             findings = list(check.run(facts))

@@ -42,16 +42,17 @@ class Check:
     id: str
     title: str
     run: Callable[..., Iterable[Finding]]
+    needs_gpu: bool = False  # the engine reports `skip` ("no NVIDIA GPU") on hosts without one
 
 
 CATALOGUE: dict[str, Check] = {}
 
 
-def check(check_id: str, title: str):
+def check(check_id: str, title: str, needs_gpu: bool = False):
     def register(func):
         if check_id in CATALOGUE:
             raise ValueError(f"check id {check_id} registered twice")
-        CATALOGUE[check_id] = Check(check_id, title, func)
+        CATALOGUE[check_id] = Check(check_id, title, func, needs_gpu)
         return func
     return register
 

@@ -19,11 +19,8 @@ REMEDIES = {
 }
 
 
-@check("driver.loaded", "The NVIDIA driver is installed and answers")
+@check("driver.loaded", "The NVIDIA driver is installed and answers", needs_gpu=True)
 def loaded(facts: Facts):
-    if not facts.gpus:
-        yield skipped("no NVIDIA GPU")
-        return
     state = facts.driver_state
     if state["state"] == "loaded":
         module = facts.kernel_module or {}
@@ -34,11 +31,8 @@ def loaded(facts: Facts):
         yield failed(f"{state['state']}: {state['detail']}", REMEDIES[state["state"]], state=state["state"])
 
 
-@check("driver.nouveau", "nouveau is not loaded")
+@check("driver.nouveau", "nouveau is not loaded", needs_gpu=True)
 def nouveau(facts: Facts):
-    if not facts.gpus:
-        yield skipped("no NVIDIA GPU")
-        return
     if "nouveau" in facts.modules:
         yield failed("nouveau kernel module is loaded and holds the GPU", "blacklist it ('blacklist nouveau' and "
                      "'options nouveau modeset=0' in /etc/modprobe.d), rebuild the initramfs, reboot; role "
@@ -79,11 +73,8 @@ def secure_boot(facts: Facts):
         yield passed("Secure Boot enabled and the driver is loaded (module signed)")
 
 
-@check("driver.kernel_headers", "Headers for the running kernel are installed")
+@check("driver.kernel_headers", "Headers for the running kernel are installed", needs_gpu=True)
 def kernel_headers(facts: Facts):
-    if not facts.gpus:
-        yield skipped("no NVIDIA GPU")
-        return
     release = facts.kernel_release
     if facts.host.read(f"/lib/modules/{release}/build/Makefile") is not None:
         yield passed(f"headers for {release} installed", kernel=release)
@@ -93,11 +84,8 @@ def kernel_headers(facts: Facts):
                      "RHEL: kernel-devel-$(uname -r))", kernel=release)
 
 
-@check("driver.dkms", "DKMS has built the module for the running kernel")
+@check("driver.dkms", "DKMS has built the module for the running kernel", needs_gpu=True)
 def dkms(facts: Facts):
-    if not facts.gpus:
-        yield skipped("no NVIDIA GPU")
-        return
     try:
         result = facts.command("dkms-status")
     except Unavailable:
@@ -117,11 +105,8 @@ def dkms(facts: Facts):
                      "install the headers for this kernel and run 'dkms autoinstall'", kernels=kernels)
 
 
-@check("driver.persistenced", "nvidia-persistenced is running")
+@check("driver.persistenced", "nvidia-persistenced is running", needs_gpu=True)
 def persistenced(facts: Facts):
-    if not facts.gpus:
-        yield skipped("no NVIDIA GPU")
-        return
     try:
         result = facts.command("persistenced-active")
     except Unavailable as exc:

@@ -152,11 +152,8 @@ def mig(facts: Facts):
             yield passed("MIG disabled", gpu["address"], mig=False)
 
 
-@check("gpu.xid", "No Xid errors in the kernel log")
+@check("gpu.xid", "No Xid errors in the kernel log", needs_gpu=True)
 def xid(facts: Facts):
-    if not facts.gpus:
-        yield skipped("no NVIDIA GPU")
-        return
     result = facts.command("kernel-log")
     if result.rc != 0 and not result.out:
         yield skipped(f"kernel log not readable: {result.err.strip()[:80] or 'no output'}")
