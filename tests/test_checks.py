@@ -139,31 +139,24 @@ def test_ecc_uncorrectable_and_pending_retirement_fail(snap):
     assert ecc.status == "fail" and "uncorrectable" in ecc.message and "pending" in ecc.message
 
 
-def test_correctable_only_warns(snap):
-    xml = (REAL / "nvsmi-tesla-t4-515.105.01.xml").read_text().replace(
-        "<dram_correctable>0</dram_correctable>", "<dram_correctable>12</dram_correctable>")
-    report = replay(snap(cmds={"nvidia-smi-q-x": (xml, "", 0)}))
-    assert status(report, "gpu.ecc", T4) == "warn"
+T4_XML, A100_XML = "nvsmi-tesla-t4-515.105.01.xml", "nvsmi-a100-sxm4-80gb-mig-535.54.03.xml"
 
 
-def test_thermal_slowdown_fails_and_power_cap_warns(snap):
-    xml = (REAL / "nvsmi-a100-sxm4-80gb-mig-535.54.03.xml").read_text()
-    hot = xml.replace("<clocks_event_reason_hw_thermal_slowdown>Not Active", "<clocks_event_reason_hw_thermal_slowdown>Active")
-    assert hot != xml
-    assert status(replay(snap(cmds={"nvidia-smi-q-x": (hot, "", 0)})), "gpu.throttle", A100) == "fail"
-
-
-def test_power_limit_below_default_warns(snap):
-    xml = (REAL / "nvsmi-tesla-t4-515.105.01.xml").read_text().replace(
-        "<power_limit>70.00 W</power_limit>", "<power_limit>60.00 W</power_limit>")
-    report = replay(snap(cmds={"nvidia-smi-q-x": (xml, "", 0)}))
-    assert status(report, "gpu.power_limit", T4) == "warn"
-
-
-def test_hot_gpu_warns(snap):
-    xml = (REAL / "nvsmi-tesla-t4-515.105.01.xml").read_text().replace("<gpu_temp>40 C</gpu_temp>",
-                                                                        "<gpu_temp>90 C</gpu_temp>")
-    assert status(replay(snap(cmds={"nvidia-smi-q-x": (xml, "", 0)})), "gpu.temperature", T4) == "warn"
+@pytest.mark.parametrize("fixture,old,new,check_id,subject,expected", [
+    (T4_XML, "<dram_correctable>0</dram_correctable>", "<dram_correctable>12</dram_correctable>", "gpu.ecc", T4, "warn"),
+    (A100_XML, "<clocks_event_reason_hw_thermal_slowdown>Not Active", "<clocks_event_reason_hw_thermal_slowdown>Active",
+     "gpu.throttle", A100, "fail"),
+    (A100_XML, "<clocks_event_reason_sw_power_cap>Not Active", "<clocks_event_reason_sw_power_cap>Active",
+     "gpu.throttle", A100, "warn"),
+    (T4_XML, "<power_limit>70.00 W</power_limit>", "<power_limit>60.00 W</power_limit>", "gpu.power_limit", T4, "warn"),
+    (T4_XML, "<gpu_temp>40 C</gpu_temp>", "<gpu_temp>90 C</gpu_temp>", "gpu.temperature", T4, "warn"),
+], ids=["correctable-ecc", "thermal-slowdown", "power-cap", "power-limit-below-default", "hot-gpu"])
+def test_one_changed_reading_changes_one_status(snap, fixture, old, new, check_id, subject, expected):
+    original = (REAL / fixture).read_text()
+    xml = original.replace(old, new)
+    assert xml != original, f"{fixture} no longer contains {old!r}"
+    assert status(replay(snap(cmds={"nvidia-smi-q-x": (original, "", 0)})), check_id, subject) == "pass"
+    assert status(replay(snap(cmds={"nvidia-smi-q-x": (xml, "", 0)})), check_id, subject) == expected
 
 
 def test_memory_tuning_findings(snap):
