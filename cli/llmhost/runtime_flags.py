@@ -50,3 +50,48 @@ def llama_cpp_python_args(plan_flags: list[str], layers: int | None = None, mloc
     for key, value in (overrides or {}).items():
         args[str(key).lstrip("-")] = str(value).lower() if isinstance(value, bool) else str(value)
     return [[f"--{key}", value] for key, value in args.items()]
+
+
+BUILDS = ("auto", "cpu", "cuda")
+
+
+def llama_cpp_build(build: str, gpu_count: int, compute_caps: list[str], arch: str | None = None,
+                    cuda: dict[str, Any] | None = None, architectures: str = "") -> dict[str, Any]:
+    """How the inference role builds llama-cpp-python on this host.
+
+    build: inference_llama_build (auto: CUDA where there is an NVIDIA GPU, CPU elsewhere);
+    compute_caps: nvidia-smi's compute_cap column ('9.0'), empty before the driver is loaded;
+    arch: the GPUs' architecture from their PCI ids (its compute capabilities are the fallback);
+    cuda: the cuda_toolkit role's local fact ({'nvcc': ..., 'default': '12.4'});
+    architectures: inference_cuda_architectures, CMake's list (e.g. '90;89'), overriding the rest.
+    Returns {kind, marker, env, pip_args}: the marker names the build so a change rebuilds it.
+    """
+    if build not in BUILDS:
+        raise LlmhostError(f"inference_llama_build {build!r} is not valid: expected {', '.join(BUILDS)}")
+    kind = build if build != "auto" else ("cuda" if gpu_count > 0 else "cpu")
+    if kind == "cpu":
+        return {"kind": "cpu", "marker": "cpu", "env": {}, "pip_args": ""}
+    if not cuda or not cuda.get("nvcc"):
+        raise LlmhostError(f"inference_llama_build {build}: the host has {gpu_count} NVIDIA GPU(s) but no CUDA "
+                           "toolkit (ansible_local.llmhost_cuda): run the cuda_toolkit role first, or set "
+                           "inference_llama_build=cpu to serve from the CPU")
+    if architectures:
+        if not all(part.isascii() and part.replace("-real", "").replace("-virtual", "").isdigit()
+                   for part in architectures.split(";")):
+            raise LlmhostError(f"inference_cuda_architectures {architectures!r} is not valid: expected CMake's list, "
+                               "e.g. '90' or '89;90'")
+        archs = architectures.split(";")
+    else:
+        caps = [c.strip() for c in compute_caps if c.strip()] or (
+            knowledge.architecture(arch)["compute_capability"] if arch else [])
+        if not caps:
+            raise LlmhostError("inference_llama_build cuda: no GPU to read compute capabilities from: set "
+                               "inference_cuda_architectures (e.g. '90')")
+        archs = sorted({c.replace(".", "") for c in caps}, key=int)
+    cmake = f"-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES={';'.join(archs)} -DGGML_NATIVE=OFF"
+    env = {"CMAKE_ARGS": cmake, "CUDACXX": cuda["nvcc"]}
+    if cuda.get("host_compiler"):
+        env["CUDAHOSTCXX"] = cuda["host_compiler"]  # CMake's variable for nvcc's -ccbin
+    return {"kind": "cuda", "marker": f"cuda {cuda.get('default', '')} sm {';'.join(archs)}", "env": env,
+            # The PyPI wheel is CPU-only: build from the source distribution.
+            "pip_args": "--no-binary llama-cpp-python"}

@@ -6,6 +6,8 @@
     {{ '12.4' | llmhost_cuda_min_driver }}                 minimum driver for a toolkit
     {{ 'debian-12' | llmhost_install_plan(arch, modules, source, branch) }}  what nvidia_driver installs
     {{ ['0x2330'] | llmhost_arch_for_pci_ids }}            architecture of the host's GPUs
+    {{ 'debian-12' | llmhost_cuda_toolkit_plan(driver, ...) }}  what cuda_toolkit installs
+    {{ 'ubuntu-24.04' | llmhost_fabricmanager_plan(source, branch, version, nvswitches) }}
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 try:
-    from llmhost import compat, engine_config, knowledge, runtime_flags
+    from llmhost import compat, engine_config, install_plans, knowledge, runtime_flags
     from llmhost.errors import LlmhostError
     from llmhost.versions import parse_cuda, parse_driver
 except ImportError as exc:  # the controller's Python must have llmhost installed (scripts/venv.sh)
@@ -122,6 +124,25 @@ def llmhost_cuda_min_driver(cuda):
     return str(knowledge.cuda_min_driver(parse_cuda(str(cuda))))
 
 
+@_guard
+def llmhost_cuda_toolkit_plan(os_id, driver, driver_source="distribution", versions=None, source="auto", default="",
+                              arch=None, allow_minor=False):
+    return install_plans.cuda_toolkit_plan(str(os_id), str(driver), str(driver_source), list(versions or []),
+                                           str(source), str(default or ""), arch or None, bool(allow_minor))
+
+
+@_guard
+def llmhost_fabricmanager_plan(os_id, driver_source, branch, driver_version, nvswitches):
+    return install_plans.fabricmanager_plan(str(os_id), str(driver_source), branch, driver_version or None,
+                                            int(nvswitches))
+
+
+@_guard
+def llmhost_llama_build(build, gpu_count, compute_caps, arch=None, cuda=None, architectures=""):
+    return runtime_flags.llama_cpp_build(str(build), int(gpu_count), [str(c) for c in compute_caps or []],
+                                         arch or None, dict(cuda or {}), str(architectures or ""))
+
+
 class FilterModule:
     def filters(self):
         return {f.__name__: f for f in (llmhost_data, llmhost_recommend, llmhost_install_plan, llmhost_arch_for_pci_ids,
@@ -129,4 +150,5 @@ class FilterModule:
                                                      llmhost_merge_docker_daemon, llmhost_power_limit_violations,
                                                      llmhost_gpu_placements,
                                                      llmhost_newest_cuda,
-                                                     llmhost_cuda_min_driver)}
+                                                     llmhost_cuda_min_driver, llmhost_cuda_toolkit_plan,
+                                                     llmhost_fabricmanager_plan, llmhost_llama_build)}
