@@ -140,6 +140,13 @@ def os_branch(os_id: str, driver: DriverVersion) -> list[Reason]:
 
 # --- recommendation ------------------------------------------------------------------------------
 
+def _driver_packages(plat: dict[str, Any], from_distribution: bool, flavour: str, branch: int) -> list[str]:
+    """Debian's NVIDIA-repository packages differ from its own; other OSes name both alike."""
+    if from_distribution or plat["family"] != "debian":
+        return knowledge.packages_for(plat["id"], flavour, branch)
+    return [p.format(branch=branch) for p in plat["nvidia_repo_packages"][flavour]]
+
+
 def recommend(arch_name: str | None, os_id: str | None, modules: str | None = None,
               today: dt.date | None = None) -> dict[str, Any]:
     """The driver branch, module flavour, packages and repository llmhost would install."""
@@ -176,10 +183,7 @@ def recommend(arch_name: str | None, os_id: str | None, modules: str | None = No
     if plat:
         rec["os"] = plat["id"]
         rec["repository"] = plat["repository"]["kind"] if source == "distribution" else plat.get("nvidia_repo")
-        if source == "distribution" or plat["family"] != "debian":
-            rec["packages"] = knowledge.packages_for(plat["id"], flavour, branch)
-        else:
-            rec["packages"] = [p.format(branch=branch) for p in plat["nvidia_repo_packages"][flavour]]
+        rec["packages"] = _driver_packages(plat, source == "distribution", flavour, branch)
         if distro_ok and source != "distribution":
             rec["distribution_alternative"] = {"branch": max(distro_ok),
                                                "packages": knowledge.packages_for(plat["id"], flavour, max(distro_ok))}
@@ -260,8 +264,7 @@ def install_plan(os_id: str, arch_name: str | None = None, modules: str = "auto"
     if source == "distribution" and plat["family"] == "debian":
         # Debian's proprietary flavour is its default; open modules are a separate package.
         flavour = "proprietary" if modules == "auto" and "proprietary" in allowed else flavour
-    packages = (knowledge.packages_for(os_id, flavour, chosen) if source == "distribution" or plat["family"] != "debian"
-                else [p.format(branch=chosen) for p in plat["nvidia_repo_packages"][flavour]])
+    packages = _driver_packages(plat, source == "distribution", flavour, chosen)
     info = knowledge.branch_info(chosen) or {}
     return {
         "os": plat["id"], "family": plat["family"], "branch": chosen, "modules": flavour, "source": source,
