@@ -26,6 +26,12 @@ def test_debian_driver_gets_debian_toolkit(os_id, driver, version, gxx):
     assert plan["alternative"] is None and plan["bin_dir"] is None and plan["repository"] is None
 
 
+@pytest.mark.parametrize("package_version", ["550.163.01-2", "1:550.163.01-2", "550.163.01"])
+def test_driver_package_versions_are_read_as_nvidia_versions(package_version):
+    plan = cuda_toolkit_plan("debian-13", package_version)
+    assert plan["driver"] == TRIXIE_DRIVER and plan["default"] == "12.4"
+
+
 def test_nvidia_repository_installs_side_by_side_and_selects_the_default():
     plan = cuda_toolkit_plan("ubuntu-24.04", "580.95.05", driver_source="nvidia", versions=["13.0", "12.8"],
                              default="12.8")

@@ -11,7 +11,7 @@ from typing import Any
 
 from llmhost import compat, knowledge
 from llmhost.errors import LlmhostError
-from llmhost.versions import CudaVersion, parse_cuda, parse_driver
+from llmhost.versions import CudaVersion, DriverVersion, parse_cuda, parse_driver, upstream_driver
 
 SOURCES = ("auto", "distribution", "nvidia")
 
@@ -28,9 +28,8 @@ def _toolkit(os_id: str, kind: str, cuda: CudaVersion, row: dict[str, Any]) -> d
     return {"version": short, "packages": packages, "home": home, "nvcc": f"{home}/bin/nvcc", "host_compiler": None}
 
 
-def _check_runs(cuda: CudaVersion, driver_text: str, arch: str | None, allow_minor: bool) -> str:
+def _check_runs(cuda: CudaVersion, driver: DriverVersion, arch: str | None, allow_minor: bool) -> str:
     """'ok' or 'minor' when this driver (and GPU architecture) can run code built by this toolkit."""
-    driver = parse_driver(driver_text)
     reasons = compat.driver_cuda(driver, cuda) + (compat.gpu_cuda(arch, cuda) if arch else [])
     bad = [r.message for r in reasons if r.level == "bad"]
     minor = [r.message for r in reasons if r.level == "minor"]
@@ -47,7 +46,8 @@ def cuda_toolkit_plan(os_id: str, driver: str, driver_source: str = "distributio
                       allow_minor: bool = False) -> dict[str, Any]:
     """The toolkit(s) for this OS and driver.
 
-    driver: the driver version the host runs or is getting (e.g. '550.163.01'); driver_source: where
+    driver: the driver version the host runs or is getting ('550.163.01', or its package's
+    '550.163.01-2'); driver_source: where
     nvidia_driver took it from; versions: wanted MAJOR.MINOR toolkits (empty: the newest this driver
     fully supports, or the OS's own when the driver is the OS's); default: the one /usr/local/cuda
     points to (empty: the newest).
@@ -63,7 +63,7 @@ def cuda_toolkit_plan(os_id: str, driver: str, driver_source: str = "distributio
     except LlmhostError as exc:
         raise LlmhostError(f"cuda_toolkit_versions {versions}: {exc}") from None
     try:
-        parse_driver(driver)
+        installed = parse_driver(upstream_driver(driver))
     except LlmhostError as exc:
         raise LlmhostError(f"cuda_toolkit: the driver version is needed to choose a toolkit: {exc}") from None
     distro = rows.get("distribution")
@@ -81,7 +81,7 @@ def cuda_toolkit_plan(os_id: str, driver: str, driver_source: str = "distributio
         wanted = [parse_cuda(distro["version"])]
     elif not wanted:
         max_major = knowledge.architecture(arch).get("last_cuda_major") if arch else None
-        newest = knowledge.newest_cuda_for_driver(parse_driver(driver), max_major=max_major)
+        newest = knowledge.newest_cuda_for_driver(installed, max_major=max_major)
         if not newest:
             raise LlmhostError(f"driver {driver} runs no CUDA toolkit in llmhost's table")
         wanted = [parse_cuda(newest.short)]
@@ -89,7 +89,7 @@ def cuda_toolkit_plan(os_id: str, driver: str, driver_source: str = "distributio
     toolkits = []
     for cuda in sorted(set(wanted)):
         toolkit = _toolkit(plat["id"], source, cuda, row)
-        toolkit["runs_on_driver"] = _check_runs(cuda, driver, arch, allow_minor)
+        toolkit["runs_on_driver"] = _check_runs(cuda, installed, arch, allow_minor)
         toolkits.append(toolkit)
     names = [t["version"] for t in toolkits]
     chosen = str(default) if default else names[-1]
@@ -99,7 +99,8 @@ def cuda_toolkit_plan(os_id: str, driver: str, driver_source: str = "distributio
     default_toolkit = next(t for t in toolkits if t["version"] == chosen)
     side_by_side = source == "nvidia"
     return {
-        "os": plat["id"], "family": plat["family"], "source": source, "toolkits": toolkits, "default": chosen,
+        "os": plat["id"], "family": plat["family"], "driver": str(installed), "source": source, "toolkits": toolkits,
+        "default": chosen,
         "packages": [p for t in toolkits for p in t["packages"]],
         "repository": plat.get("nvidia_repo") if source == "nvidia" else None,
         # NVIDIA's packages register /usr/local/cuda as the 'cuda' alternative, one entry per version.
@@ -126,7 +127,7 @@ def fabricmanager_plan(os_id: str, driver_source: str, branch: int | str, driver
     if not driver_version:
         # Before the driver is installed (check mode on a new host) its exact version is unknown.
         return {"needed": True, "version": None, "names": names, "packages": [], "service": "nvidia-fabricmanager"}
-    upstream = str(driver_version).split("-")[0].split(":")[-1]
+    upstream = upstream_driver(driver_version)
     parse_driver(upstream)
     pin = "={v}*" if plat["family"] in ("debian", "ubuntu") else "-{v}"
     return {"needed": True, "version": upstream, "names": names,

@@ -44,6 +44,12 @@ def parse_driver(text: str) -> DriverVersion:
     return DriverVersion(int(branch), int(minor or 0), int(patch or 0))
 
 
+def upstream_driver(package_version: str) -> str:
+    """A driver package's version -> NVIDIA's: '1:550.163.01-2' or '580.126.20-0ubuntu0.24.04.1' -> the
+    part between the epoch and the distribution's revision."""
+    return str(package_version).strip().split(":")[-1].split("-")[0]
+
+
 def parse_cuda(text: str) -> CudaVersion:
     """'12.4', '12.4.1' (update 1) or an nvcc component version such as '12.4.131'.
 
