@@ -44,10 +44,12 @@ def _parse(parser, text, what: str):
 
 
 class Facts:
-    def __init__(self, host: Host, model_dir: str | None = None, model_bytes: int | None = None):
+    def __init__(self, host: Host, model_dir: str | None = None, model_bytes: int | None = None,
+                 model_dir_fixed: bool = False):
         self.host = host
         self.model_dir = model_dir or knowledge.thresholds()["storage"]["default_model_dir"]
         self.model_bytes = model_bytes
+        self.model_dir_fixed = model_dir_fixed  # judge model_dir only; do not propose another disk
 
     # --- files and commands ------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ COMMANDS: dict[str, list[list[str]]] = {
     "nvidia-ctk-version": [["nvidia-ctk", "--version"]],
     "persistenced-active": [["systemctl", "is-active", "nvidia-persistenced"]],
     "df-model-dir": [["df", "-PB1", "{model_dir}"]],
+    "df-local": [["df", "-PB1", "-l"]],
     # Not a program: NVML read through nvidia-ml-py, stored as JSON so it replays like the rest.
     "nvml": [],
 }

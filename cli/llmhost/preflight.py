@@ -72,10 +72,10 @@ def host_info(facts: Facts, source: str) -> dict[str, Any]:
 
 
 def run(host: Host, source: str = "live", only=(), skip=(), model_dir: str | None = None,
-        model_bytes: int | None = None) -> Report:
+        model_bytes: int | None = None, model_dir_fixed: bool = False) -> Report:
     validate_ids(only, "--only")
     validate_ids(skip, "--skip")
-    facts = Facts(host, model_dir=model_dir, model_bytes=model_bytes)
+    facts = Facts(host, model_dir=model_dir, model_bytes=model_bytes, model_dir_fixed=model_dir_fixed)
     results: list[Result] = []
     for check_id, check in catalogue().items():
         if only and check_id not in only:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from llmhost import knowledge
+from llmhost import knowledge, storage
 from llmhost.checks import check, failed, passed, skipped, warned
 from llmhost.facts import Facts, Unavailable
 from llmhost.parsers import ParseError, system
@@ -12,19 +12,17 @@ from llmhost.parsers import ParseError, system
 GIB = 1 << 30
 
 
-def _block_kind(facts: Facts, device: str) -> str | None:
-    """'/dev/nvme0n1p2' -> 'nvme' | 'ssd' | 'rotational' from sysfs."""
-    name = device.rsplit("/", 1)[-1]
-    candidates = [name]
-    for strip in (lambda n: n.rstrip("0123456789"), lambda n: n.rsplit("p", 1)[0]):
-        candidates.append(strip(name))
-    for candidate in candidates:
-        rotational = facts.host.read(f"/sys/block/{candidate}/queue/rotational")
-        if rotational is not None:
-            if candidate.startswith("nvme"):
-                return "nvme"
-            return "rotational" if rotational.strip() == "1" else "ssd"
-    return None
+def _other_disks(facts: Facts) -> list[storage.Disk]:
+    """The host's local disks (empty when df cannot list them: the check then judges the given directory only)."""
+    try:
+        rows = system.df_table(facts.command("df-local").out)
+    except (Unavailable, ParseError):
+        return []
+    return storage.local_disks(facts.host, rows, system.mount_options(facts.host.read("/proc/mounts") or ""))
+
+
+def _describe(disk: storage.Disk) -> str:
+    return f"{disk.device} ({disk.kind or 'unknown type'}, {disk.available / GIB:.1f} GiB free)"
 
 
 @check("storage.model_disk", "The model directory is on fast storage with room for the model")
@@ -35,16 +33,33 @@ def model_disk(facts: Facts):
     except ParseError as exc:
         yield skipped(f"df: {exc}")
         return
-    kind = _block_kind(facts, df["device"])
-    data = {"device": df["device"], "mount": df["mount"], "available": df["available"], "kind": kind}
+    current = storage.Disk(df["device"], df["mount"], df["available"], storage.block_kind(facts.host, df["device"]))
     need = facts.model_bytes
     margin = knowledge.thresholds()["storage"]["free_space_margin"]
-    where = f"{facts.model_dir} on {df['device']} ({kind or 'unknown type'}), {df['available'] / GIB:.1f} GiB free"
-    if need and df["available"] < need * margin:
-        yield failed(f"{where}: the model needs {need / GIB:.1f} GiB", "free space or point llmhost_model_dir "
-                     "at a larger disk", **data)
-    elif kind == "rotational":
-        yield warned(f"{where}: a spinning disk loads a 40 GB model in minutes", "put models on NVMe or SSD", **data)
+    default_dir = knowledge.thresholds()["storage"]["default_model_dir"]
+    better = None
+    if not facts.model_dir_fixed:
+        disks = _other_disks(facts)
+        holding = {d.mount for d in disks
+                   if facts.host.listdir(storage.model_dir_on(d.mount, default_dir)) is not None}
+        better = storage.better_disk(current, disks, need, margin, holding)
+    chosen = storage.model_dir_on(better.mount, default_dir) if better else facts.model_dir
+    data = {"device": current.device, "mount": current.mount, "available": current.available, "kind": current.kind,
+            "model_dir": chosen}
+    where = f"{facts.model_dir} on {_describe(current)}"
+    fits = current.fits(need, margin)
+    problem = (f"the model needs {need / GIB:.1f} GiB" if not fits
+               else "a spinning disk loads a 40 GB model in minutes")
+    if better:
+        yield warned(f"{where}: {problem}; models go to {chosen} on {_describe(better)}",
+                     f"nothing to do for llmhost's roles (they follow this choice); to keep {facts.model_dir}, "
+                     "set preflight_model_dir_fixed (--fixed-model-dir) and "
+                     + ("free space" if not fits else "accept slower loads"), **data)
+    elif not fits:
+        yield failed(f"{where}: {problem}", "free space, or point preflight_model_dir (--model-dir) at a larger disk",
+                     **data)
+    elif current.kind == "rotational":
+        yield warned(f"{where}: {problem}", "put models on NVMe or SSD", **data)
     else:
         yield passed(where, **data)
 

@@ -21,9 +21,11 @@ from llmhost.units import parse_size
 @click.option("--only", multiple=True, metavar="ID", help="Run only these checks (repeatable).")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("--model-dir", metavar="DIR", help="Where models will live (storage.model_disk). Default /var/lib/llmhost/models.")
+@click.option("--fixed-model-dir", is_flag=True,
+              help="Judge --model-dir only; do not name a better local disk for models.")
 @click.option("--model-size", metavar="SIZE", help="Planned model size, e.g. 40GiB, checked against free space.")
 @click.option("--list", "list_checks", is_flag=True, help="List the check ids and exit.")
-def preflight(snapshot_path, fmt, as_json, skip, only, strict, model_dir, model_size, list_checks):
+def preflight(snapshot_path, fmt, as_json, skip, only, strict, model_dir, fixed_model_dir, model_size, list_checks):
     """Check this host (or a snapshot of one) for everything that ruins local inference.
 
     Exit 0 when nothing failed, 1 when a check failed (or warned, with --strict), 2 on usage errors
@@ -40,7 +42,8 @@ def preflight(snapshot_path, fmt, as_json, skip, only, strict, model_dir, model_
     else:
         host, tmp, source = LiveHost(**({"model_dir": model_dir} if model_dir else {})), None, "live"
     try:
-        result = engine.run(host, source=source, only=only, skip=skip, model_dir=model_dir, model_bytes=size)
+        result = engine.run(host, source=source, only=only, skip=skip, model_dir=model_dir, model_bytes=size,
+                            model_dir_fixed=fixed_model_dir)
     finally:
         if tmp:
             tmp.cleanup()

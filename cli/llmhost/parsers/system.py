@@ -109,15 +109,34 @@ def dkms_status(text: str) -> list[dict[str, str]]:
     return entries
 
 
-def df_bytes(text: str) -> dict[str, Any]:
-    """`df -PB1 PATH` -> {'device', 'size', 'available', 'mount'}."""
+def df_table(text: str) -> list[dict[str, Any]]:
+    """`df -PB1 [PATH]` -> [{'device', 'size', 'available', 'mount'}] (a mount point may hold spaces)."""
     lines = [line for line in (text or "").splitlines() if line.strip()]
     if len(lines) < 2:
         raise ParseError("df printed no filesystem line")
-    parts = lines[-1].split()
-    if len(parts) < 6 or not is_number(parts[1]) or not is_number(parts[3]):
-        raise ParseError(f"df line {lines[-1][:80]!r} is not 'device size used available use% mount'")
-    return {"device": parts[0], "size": int(parts[1]), "available": int(parts[3]), "mount": parts[5]}
+    rows = []
+    for line in lines[1:]:
+        parts = line.split(None, 5)
+        if len(parts) < 6 or not is_number(parts[1]) or not is_number(parts[3]):
+            raise ParseError(f"df line {line[:80]!r} is not 'device size used available use% mount'")
+        rows.append({"device": parts[0], "size": int(parts[1]), "available": int(parts[3]), "mount": parts[5]})
+    return rows
+
+
+def df_bytes(text: str) -> dict[str, Any]:
+    """`df -PB1 PATH` -> {'device', 'size', 'available', 'mount'} of the filesystem holding PATH."""
+    return df_table(text)[-1]
+
+
+def mount_options(text: str) -> dict[str, set[str]]:
+    """/proc/mounts -> {mount point: {options}}; octal escapes (\\040 for a space) decoded."""
+    mounts = {}
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) >= 4:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), parts[1])
+            mounts[point] = set(parts[3].split(","))
+    return mounts
 
 
 def apt_periodic(text: str) -> dict[str, str]:
