@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from conftest import replay, results
+from llmhost.main import cli
 from llmhost.parsers import system
 
 CAPTURED = Path(__file__).parent / "fixtures" / "captured"
@@ -105,3 +108,12 @@ def test_df_mount_points_with_spaces_and_octal_escapes_in_proc_mounts():
         "/mnt/model store": {"ro", "noatime"}}
     with pytest.raises(system.ParseError):
         system.df_table(HEADER + "/dev/sdb1 lots 10 990 1% /mnt\n")
+
+
+def test_cli_reports_the_choice_in_json_and_fixed_model_dir_keeps_the_given_one(snap):
+    root = snap(files=SERVER_FILES, cmds={"df-local": (SERVER_DF, "", 0),
+                                          "df-model-dir": (HEADER + df_row("/dev/sda2", "/", 200), "", 0)})
+    args = ["preflight", "--snapshot", str(root), "--only", "storage.model_disk", "--json"]
+    chosen = json.loads(CliRunner().invoke(cli, args).output)["results"][0]["data"]["model_dir"]
+    kept = json.loads(CliRunner().invoke(cli, args + ["--fixed-model-dir"]).output)["results"][0]["data"]["model_dir"]
+    assert (chosen, kept) == ("/data/llmhost/models", "/var/lib/llmhost/models")
