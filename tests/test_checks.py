@@ -230,3 +230,42 @@ def test_skip_and_only(snap):
     only = replay(root, only=("gpu.present", "memory.swappiness"))
     assert {r.id for r in only.results} == {"gpu.present", "memory.swappiness"}
     assert replay(root, skip=("pcie.link_width",)).exit_code(strict=True) == 1  # warnings remain
+
+
+def _nvswitches(count: int) -> dict[str, str]:
+    """sysfs of an HGX baseboard's NVSwitch chips: NVIDIA bridges (class 0x0680), H100 generation (22a3)."""
+    files = {}
+    for i in range(count):
+        base = f"/sys/bus/pci/devices/0000:{0x05 + i:02x}:00.0"
+        files.update({f"{base}/vendor": "0x10de\n", f"{base}/class": "0x068000\n", f"{base}/device": "0x22a3\n"})
+    return files
+
+
+@pytest.mark.parametrize("service, expected", [(("inactive\n", "", 3), "fail"), (("active\n", "", 0), "pass")])
+def test_nvswitch_baseboard_needs_fabric_manager_running(snap, service, expected):
+    # The A100 SXM capture reports the fabric as N/A (Ampere): the service's state decides.
+    report = replay(snap(files=_nvswitches(6), cmds={"nvidia-smi-q-x": smi("nvsmi-a100-sxm4-80gb-mig-535.54.03.xml"),
+                                                     "fabricmanager-active": service}))
+    found = results(report, "gpu.fabric_manager")[0]
+    assert found.status == expected and found.data["nvswitches"] == 6
+    if expected == "fail":
+        assert "error 802" in found.message and "inactive" in found.message and "nvidia_driver" in found.remedy
+
+
+def test_no_nvswitch_means_no_fabric_manager_needed(snap):
+    report = replay(snap(cmds={"nvidia-smi-q-x": smi("nvsmi-a100-sxm4-80gb-mig-535.54.03.xml")}))
+    assert status(report, "gpu.fabric_manager") == "pass"
+
+
+@pytest.mark.parametrize("state, fabric_status, expected", [
+    ("Completed", "Success", "pass"), ("In Progress", "N/A", "warn"), ("Not Started", "N/A", "fail"),
+    ("Completed", "Insufficient Resources", "fail")])
+def test_reported_fabric_state_decides_even_without_local_nvswitch(snap, state, fabric_status, expected):
+    # Hopper and later fill the <fabric> block the A100 capture leaves N/A (state names as nvidia-smi prints them).
+    xml = (REAL / "nvsmi-a100-sxm4-80gb-mig-535.54.03.xml").read_text()
+    xml = xml.replace("<fabric>\n            <state>N/A</state>\n            <status>N/A</status>",
+                      f"<fabric>\n            <state>{state}</state>\n            <status>{fabric_status}</status>")
+    assert f"<state>{state}</state>" in xml
+    report = replay(snap(cmds={"nvidia-smi-q-x": (xml, "", 0)}))
+    found = results(report, "gpu.fabric_manager", A100)[0]
+    assert found.status == expected and found.data["fabric_state"] == state

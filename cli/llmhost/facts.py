@@ -101,6 +101,17 @@ class Facts:
         return gpus
 
     @cached_property
+    def nvswitch_count(self) -> int:
+        """NVSwitch chips on the PCI bus (NVIDIA bridges, class 0x0680), as HGX/DGX baseboards carry them."""
+        count = 0
+        for address in self.host.listdir(PCI_DEVICES) or []:
+            base = f"{PCI_DEVICES}/{address}"
+            if ((self.host.read(f"{base}/vendor") or "").strip().lower() == NVIDIA_VENDOR
+                    and (self.host.read(f"{base}/class") or "").strip().lower().startswith("0x0680")):
+                count += 1
+        return count
+
+    @cached_property
     def smi(self) -> dict[str, Any] | None:
         """nvidia-smi -q -x parsed, None when nvidia-smi did not answer with XML."""
         result = self.host.run("nvidia-smi-q-x")

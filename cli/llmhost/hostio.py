@@ -39,6 +39,7 @@ COMMANDS: dict[str, list[list[str]]] = {
     "nvcc-version": [["nvcc", "--version"], ["/usr/local/cuda/bin/nvcc", "--version"]],
     "nvidia-ctk-version": [["nvidia-ctk", "--version"]],
     "persistenced-active": [["systemctl", "is-active", "nvidia-persistenced"]],
+    "fabricmanager-active": [["systemctl", "is-active", "nvidia-fabricmanager"]],
     "df-model-dir": [["df", "-PB1", "{model_dir}"]],
     "df-local": [["df", "-PB1", "-l"]],
     # Not a program: NVML read through nvidia-ml-py, stored as JSON so it replays like the rest.

@@ -152,6 +152,43 @@ def mig(facts: Facts):
             yield passed("MIG disabled", gpu["address"], mig=False)
 
 
+FABRIC_REMEDY = ("install Fabric Manager of exactly the driver's version and 'systemctl enable --now "
+                 "nvidia-fabricmanager' (role nvidia_driver does, nvidia_driver_fabricmanager: auto); "
+                 "'journalctl -u nvidia-fabricmanager' says why it stopped")
+
+
+@check("gpu.fabric_manager", "NVSwitch systems: Fabric Manager has set up the NVLink fabric", needs_gpu=True)
+def fabric_manager(facts: Facts):
+    """Without Fabric Manager an HGX/DGX baseboard's GPUs fail every CUDA call with error 802."""
+    reported = [g for g in facts.gpus if g.get("fabric_state")]
+    if reported:  # Hopper and later report the fabric per GPU; this is the authority where present
+        for gpu in reported:
+            state, status = gpu["fabric_state"], gpu.get("fabric_status")
+            data = {"fabric_state": state, "fabric_status": status}
+            if state == "Completed" and status == "Success":
+                yield passed("NVLink fabric registration completed", gpu["address"], **data)
+            elif state == "Completed":
+                yield failed(f"NVLink fabric registration completed with status {status}", FABRIC_REMEDY,
+                             gpu["address"], **data)
+            elif state == "In Progress":
+                yield warned("NVLink fabric registration in progress: CUDA fails with error 802 until it completes",
+                             "wait a minute and check again; if it stays, " + FABRIC_REMEDY, gpu["address"], **data)
+            else:
+                yield failed(f"NVLink fabric {state}: CUDA fails with error 802 ('system not yet initialized')",
+                             FABRIC_REMEDY, gpu["address"], **data)
+        return
+    switches = facts.nvswitch_count
+    if not switches:
+        yield passed("no NVSwitch on the PCI bus: Fabric Manager is not needed", nvswitches=0)
+        return
+    state = facts.command("fabricmanager-active").out.strip() or "not installed"
+    if state == "active":
+        yield passed(f"{switches} NVSwitch chip(s), nvidia-fabricmanager active", nvswitches=switches)
+    else:
+        yield failed(f"{switches} NVSwitch chip(s) but nvidia-fabricmanager is {state}: CUDA fails with error 802 "
+                     "('system not yet initialized')", FABRIC_REMEDY, nvswitches=switches, service=state)
+
+
 @check("gpu.xid", "No Xid errors in the kernel log", needs_gpu=True)
 def xid(facts: Facts):
     result = facts.command("kernel-log")

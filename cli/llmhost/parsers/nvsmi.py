@@ -95,6 +95,9 @@ def _gpu(gpu: ET.Element, driver: str | None, cuda: str | None) -> dict[str, Any
         "vram_mib": _int(gpu, "fb_memory_usage/total"),
         "bar1_mib": _int(gpu, "bar1_memory_usage/total"),
         "persistence_mode": _flag(gpu, "persistence_mode"),
+        # NVLink fabric registration (Hopper and later; 'N/A' before): Not Started, In Progress, Completed.
+        "fabric_state": _text(gpu, "fabric/state"),
+        "fabric_status": _text(gpu, "fabric/status"),
         "mig_current": _flag(gpu, "mig_mode/current_mig"),
         "mig_pending": _flag(gpu, "mig_mode/pending_mig"),
         "link_gen_current": _int(gpu, "pci/pci_gpu_link_info/pcie_gen/current_link_gen"),
