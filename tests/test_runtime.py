@@ -132,6 +132,17 @@ def test_bench_cli_compare_prints_ratios(server):
     assert data["ratios"][0]["decode_tokens_per_s"] > 0
 
 
+def test_bench_compare_text_is_a_table_with_each_sides_errors():
+    def result(endpoint, decode, errors):
+        return {"endpoint": endpoint, "levels": [{"concurrency": 4, "errors": errors, "decode_tokens_per_s": decode,
+                                                  "throughput_tokens_per_s": decode, "requests_per_s": 1.0,
+                                                  "ttft_p50_s": 0.5, "latency_p50_s": None}]}
+    text = bench.ratios_as_text(result("http://a", 40.0, 7), result("http://b", 80.0, 0))
+    header, columns, row = text.splitlines()
+    assert "http://b / http://a" in header and "decode t/s" in columns
+    assert row.split() == ["4", "2.00x", "2.00x", "1.00x", "1.00x", "-", "7/0"]
+
+
 @pytest.mark.parametrize("endpoint,needle", [("ftp://127.0.0.1:1", "not an http(s) URL"),
                                               (f"http://127.0.0.1:{_free_port()}", "did not answer")])
 def test_bench_bad_endpoint_is_one_line_exit_2(endpoint, needle):

@@ -157,6 +157,17 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def ratios_as_text(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """The comparison as a table: second endpoint / first, per concurrency, with each side's failed requests."""
+    lines = [f"ratios (second / first: {b['endpoint']} / {a['endpoint']}; rates above 1 and times below 1 are better)",
+             f"{'conc':>4} {'decode t/s':>10} {'total t/s':>9} {'req/s':>6} {'TTFT p50':>8} {'lat p50':>7} {'err':>7}"]
+    for row, left, right in zip(compare(a, b), a["levels"], b["levels"]):
+        cells = [(f"{row[key]:.2f}x" if key in row else "-").rjust(width)
+                 for key, width in zip(RATIO_KEYS, (10, 9, 6, 8, 7))]
+        lines.append(f"{row['concurrency']:>4} {' '.join(cells)} {left['errors']:>3}/{right['errors']}")
+    return "\n".join(lines)
+
+
 def as_text(result: dict[str, Any]) -> str:
     lines = [f"{result['endpoint']}  model={result['model']}  prompt={result['prompt_tokens']} tokens  "
              f"max_tokens={result['max_tokens']}",

@@ -57,5 +57,5 @@ def bench(endpoint, other, model, concurrency, requests, max_tokens, prompt, tim
             click.echo(engine.as_text(result))
             click.echo()
         if other:
-            click.echo(f"ratios (second / first): {json.dumps(engine.compare(results[0], results[1]))}")
+            click.echo(engine.ratios_as_text(results[0], results[1]))
     sys.exit(1 if failed else 0)
