@@ -68,17 +68,23 @@ class Facts:
     # --- PCI and GPUs ------------------------------------------------------------------------
 
     @cached_property
+    def nvidia_pci_functions(self) -> list[tuple[str, str]]:
+        """(address, PCI class) of every NVIDIA function in sysfs: GPUs, their audio, NVSwitch chips."""
+        functions = []
+        for address in self.host.listdir(PCI_DEVICES) or []:
+            base = f"{PCI_DEVICES}/{address}"
+            if (self.host.read(f"{base}/vendor") or "").strip().lower() == NVIDIA_VENDOR:
+                functions.append((address, (self.host.read(f"{base}/class") or "").strip().lower()))
+        return functions
+
+    @cached_property
     def pci_gpus(self) -> list[dict[str, Any]]:
         """NVIDIA display/3D controllers found in sysfs, with what sysfs says of their links and BARs."""
         gpus = []
-        for address in self.host.listdir(PCI_DEVICES) or []:
-            base = f"{PCI_DEVICES}/{address}"
-            vendor = (self.host.read(f"{base}/vendor") or "").strip().lower()
-            if vendor != NVIDIA_VENDOR:
-                continue
-            klass = (self.host.read(f"{base}/class") or "").strip().lower()
+        for address, klass in self.nvidia_pci_functions:
             if not klass.startswith("0x03"):
                 continue  # audio functions, NVSwitch bridges
+            base = f"{PCI_DEVICES}/{address}"
             read = lambda attr: (self.host.read(f"{base}/{attr}") or "").strip() or None  # noqa: E731
             bars = bar_sizes(self.host.read(f"{base}/resource"))
             device = read("device")
@@ -103,13 +109,7 @@ class Facts:
     @cached_property
     def nvswitch_count(self) -> int:
         """NVSwitch chips on the PCI bus (NVIDIA bridges, class 0x0680), as HGX/DGX baseboards carry them."""
-        count = 0
-        for address in self.host.listdir(PCI_DEVICES) or []:
-            base = f"{PCI_DEVICES}/{address}"
-            if ((self.host.read(f"{base}/vendor") or "").strip().lower() == NVIDIA_VENDOR
-                    and (self.host.read(f"{base}/class") or "").strip().lower().startswith("0x0680")):
-                count += 1
-        return count
+        return sum(1 for _, klass in self.nvidia_pci_functions if klass.startswith("0x0680"))
 
     @cached_property
     def smi(self) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ from llmhost.versions import CudaVersion, DriverVersion, parse_cuda, parse_drive
 SOURCES = ("auto", "distribution", "nvidia")
 
 
-def _toolkit(os_id: str, kind: str, cuda: CudaVersion, row: dict[str, Any]) -> dict[str, Any]:
+def _toolkit(kind: str, cuda: CudaVersion, row: dict[str, Any]) -> dict[str, Any]:
     dash, short = f"{cuda.major}-{cuda.minor}", cuda.short
     packages = [p.format(cuda_dash=dash, cuda_short=short) for p in row["packages"]]
     if kind == "distribution":
@@ -88,7 +88,7 @@ def cuda_toolkit_plan(os_id: str, driver: str, driver_source: str = "distributio
     row = distro if source == "distribution" else rows["nvidia"]
     toolkits = []
     for cuda in sorted(set(wanted)):
-        toolkit = _toolkit(plat["id"], source, cuda, row)
+        toolkit = _toolkit(source, cuda, row)
         toolkit["runs_on_driver"] = _check_runs(cuda, installed, arch, allow_minor)
         toolkits.append(toolkit)
     names = [t["version"] for t in toolkits]

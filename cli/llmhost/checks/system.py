@@ -35,8 +35,8 @@ def model_disk(facts: Facts):
         return
     current = storage.Disk(df["device"], df["mount"], df["available"], storage.block_kind(facts.host, df["device"]))
     need = facts.model_bytes
-    margin = knowledge.thresholds()["storage"]["free_space_margin"]
-    default_dir = knowledge.thresholds()["storage"]["default_model_dir"]
+    limits = knowledge.thresholds()["storage"]
+    margin, default_dir = limits["free_space_margin"], limits["default_model_dir"]
     better = None
     if not facts.model_dir_fixed:
         disks = _other_disks(facts)
