@@ -85,8 +85,11 @@ def test_plan_gemma_from_its_header(gemma):
     assert data["bytes"]["kv_cache"] == 2 * 18 * 1 * 256 * 4096 * 2 * 34 // 32
     assert data["fit"]["verdict"] == "fits" and data["fit"]["gpu_layers"] == 18
     flags = data["runtime"]["llama_cpp"]["flags"]
-    assert flags[flags.index("-ngl") + 1] == "19" and flags[flags.index("-c") + 1] == "8192"
-    assert flags[flags.index("-fa") + 1] == "on"  # a quantized V cache needs flash attention
+    assert flags[flags.index("--gpu-layers") + 1] == "all" and flags[flags.index("--ctx-size") + 1] == "8192"
+    assert flags[flags.index("--parallel") + 1] == "2"
+    assert flags[flags.index("--flash-attn") + 1] == "on"  # a quantized V cache needs flash attention
+    # The Gemma package's GGUF has no chat template: llama-server gets its built-in one.
+    assert flags[flags.index("--chat-template") + 1] == "gemma"
 
 
 def test_70b_on_one_24gb_card_is_partial_offload_and_on_four_fits():

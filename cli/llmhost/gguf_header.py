@@ -1,57 +1,209 @@
-"""Read what `plan` needs from a GGUF file's header with the `gguf` package (no weights loaded)."""
+"""Read what `plan` and the runtime role need from a GGUF file's header, without loading weights.
+
+A streaming reader over the GGUF layout (magic, version, tensor and key/value counts, key/values,
+tensor infos; ggml's gguf.cpp): every count and length is checked against the bytes the file really
+has before anything is allocated, so a 53-byte file that declares 2^60 array elements is refused at
+once instead of eating memory. Pure Python, no numpy: the engine archive runs it on managed hosts.
+Tokenizer vocabularies (hundreds of thousands of strings) are skipped, not kept.
+"""
 
 from __future__ import annotations
 
+import math
+import struct
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from llmhost import knowledge
 from llmhost.errors import LlmhostError
 
 GGUF_MAGIC = b"GGUF"
+DEFAULT_ALIGNMENT = 32
+MAX_DIMS = 4                    # GGML_MAX_DIMS
+MAX_KEY_BYTES = 1 << 16         # gguf.cpp refuses longer keys too
+MAX_STRING_BYTES = 64 << 20     # a chat template is a few KiB; this bounds a hostile one
+MAX_KEPT_ARRAY = 1 << 16        # per-layer values are kept; vocabularies are only counted
+
+# GGUF value types: id -> struct format (scalars); 8 = string, 9 = array.
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_STRING, _ARRAY = 8, 9
+
+
+@cache
+def ggml_types() -> dict[int, tuple[str, int, int]]:
+    """ggml type id -> (name, elements per block, bytes per block), from data/ggml_types.yml."""
+    return {int(k): (v[0], int(v[1]), int(v[2])) for k, v in knowledge.load("ggml_types")["types"].items()}
+
+
+def tensor_bytes(type_id: int, n_elements: int) -> int:
+    name, block, size = ggml_types()[type_id]
+    return math.ceil(n_elements / block) * size
+
+
+class _Stream:
+    """Bounded reads from a binary file of known size: every length is checked before it is read."""
+
+    def __init__(self, handle: BinaryIO, size: int, label: str):
+        self.handle, self.size, self.label = handle, size, label
+        self.endian = "<"
+
+    @property
+    def left(self) -> int:
+        return self.size - self.handle.tell()
+
+    def _fail(self, what: str) -> LlmhostError:
+        return LlmhostError(f"model {self.label!r} is a truncated or corrupt GGUF: {what} at byte {self.handle.tell()}")
+
+    def take(self, count: int, what: str) -> bytes:
+        if count < 0 or count > self.left:
+            raise self._fail(f"{what} needs {count} bytes, {self.left} left")
+        return self.handle.read(count)
+
+    def skip(self, count: int, what: str) -> None:
+        if count < 0 or count > self.left:
+            raise self._fail(f"{what} needs {count} bytes, {self.left} left")
+        self.handle.seek(count, 1)
+
+    def scalar(self, fmt: str, what: str):
+        return struct.unpack(self.endian + fmt, self.take(struct.calcsize(fmt), what))[0]
+
+    def string(self, what: str, limit: int = MAX_STRING_BYTES) -> str:
+        length = self.scalar("Q", what)
+        if length > limit:
+            raise self._fail(f"{what} declares {length} bytes (limit {limit})")
+        return self.take(length, what).decode("utf-8", "replace")
+
+    def value(self, type_id: int, what: str):
+        if type_id in _SCALARS:
+            return self.scalar(_SCALARS[type_id], what)
+        if type_id == _STRING:
+            return self.string(what)
+        if type_id == _ARRAY:
+            return self.array(what)
+        raise self._fail(f"{what} has unknown value type {type_id}")
+
+    def array(self, what: str):
+        item_type, count = self.scalar("I", what), self.scalar("Q", what)
+        if item_type in _SCALARS:
+            width = struct.calcsize(_SCALARS[item_type])
+            if count * width > self.left:
+                raise self._fail(f"{what} declares {count} elements of {width} bytes, {self.left} bytes left")
+            if count > MAX_KEPT_ARRAY:
+                self.skip(count * width, what)
+                return _Skipped(count)
+            return list(struct.unpack(f"{self.endian}{count}{_SCALARS[item_type]}", self.take(count * width, what)))
+        if item_type == _STRING:
+            if count * 8 > self.left:  # each string has at least its 8-byte length
+                raise self._fail(f"{what} declares {count} strings, {self.left} bytes left")
+            for _ in range(count):
+                self.skip(self.scalar("Q", what), what)
+            return _Skipped(count)
+        raise self._fail(f"{what} is an array of type {item_type}, which GGUF metadata does not use")
+
+
+class _Skipped:
+    """A long array (a vocabulary) that was counted, not kept."""
+
+    def __init__(self, count: int):
+        self.count = count
+
+
+def _read_header(stream: _Stream) -> tuple[dict[str, Any], list[tuple[str, str, int, list[int]]], int]:
+    if stream.take(4, "magic") != GGUF_MAGIC:
+        raise LlmhostError(f"model {stream.label!r} is not GGUF: expected b'GGUF' at the start")
+    raw = stream.take(4, "version")
+    version = struct.unpack("<I", raw)[0]
+    if version > 0xFFFF and struct.unpack(">I", raw)[0] <= 0xFFFF:
+        stream.endian, version = ">", struct.unpack(">I", raw)[0]
+    if version not in (2, 3):
+        raise LlmhostError(f"model {stream.label!r} is GGUF version {version}: expected 2 or 3 (version 1 files "
+                           "predate llama.cpp's current loader; convert them again)")
+    n_tensors, n_kv = stream.scalar("Q", "tensor count"), stream.scalar("Q", "key count")
+    # The smallest key/value is 13 bytes and the smallest tensor info 25: counts beyond that are lies.
+    if n_kv * 13 > stream.left or n_tensors * 25 > stream.left:
+        raise stream._fail(f"{n_kv} keys and {n_tensors} tensors cannot fit in {stream.left} bytes")
+    fields: dict[str, Any] = {}
+    for _ in range(n_kv):
+        key = stream.string("a key", MAX_KEY_BYTES)
+        fields[key] = stream.value(stream.scalar("I", f"type of {key}"), key)
+    types = ggml_types()
+    tensors = []
+    ends = []
+    for _ in range(n_tensors):
+        name = stream.string("a tensor name", MAX_KEY_BYTES)
+        dims = stream.scalar("I", f"dimensions of {name}")
+        if not 1 <= dims <= MAX_DIMS:
+            raise stream._fail(f"tensor {name} has {dims} dimensions (1-{MAX_DIMS})")
+        shape = [stream.scalar("Q", f"shape of {name}") for _ in range(dims)]
+        type_id, offset = stream.scalar("I", f"type of {name}"), stream.scalar("Q", f"offset of {name}")
+        if type_id not in types:
+            raise stream._fail(f"tensor {name} has ggml type {type_id}, which this llmhost does not know")
+        n_bytes = tensor_bytes(type_id, math.prod(shape))
+        tensors.append((name, types[type_id][0], n_bytes, shape))
+        ends.append(offset + n_bytes)
+    alignment = fields.get("general.alignment", DEFAULT_ALIGNMENT)
+    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+        raise stream._fail(f"general.alignment {alignment!r} is not a power of two")
+    data_start = -(-stream.handle.tell() // alignment) * alignment
+    return fields, tensors, data_start + max(ends, default=0)
+
+
+def _count(fields: dict[str, Any], key: str, label: str, required: bool = True, allow_list: bool = False):
+    value = fields.get(key)
+    if value is None and not required:
+        return None
+    if allow_list and isinstance(value, list) and value and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value) and max(value) > 0:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise LlmhostError(f"model {label!r} has {key} = {value!r} in its GGUF header: expected a positive integer")
+    return value
 
 
 def read(path: str) -> dict[str, Any]:
-    """-> {arch, layers, kv_heads, head_dim_k, head_dim_v, context, tensors: [(name, type, n_bytes)], weight_bytes, file_bytes}"""
+    """-> {arch, name, layers, hidden, heads, kv_heads, head_dim, head_dim_v, context, vocab, file_type,
+    chat_template, tensors: [(name, type, n_bytes, shape)], weight_bytes, file_bytes}"""
     file = Path(path)
     if not file.is_file():
         raise LlmhostError(f"model {path!r} is not a file: expected a .gguf file")
-    with file.open("rb") as handle:
-        magic = handle.read(4)
-    if magic != GGUF_MAGIC:
-        raise LlmhostError(f"model {path!r} is not GGUF: it starts with {magic!r}, expected b'GGUF'")
-    import gguf  # numpy-backed: imported only when a file is planned
-
+    size = file.stat().st_size
     try:
-        reader = gguf.GGUFReader(str(file))
-        fields = {key: field.contents() for key, field in reader.fields.items()
-                  if not key.startswith("tokenizer.ggml.") and key != "tokenizer.chat_template"}
-        has_template = "tokenizer.chat_template" in reader.fields
-        tensors = [(t.name, t.tensor_type.name, int(t.n_bytes), [int(x) for x in t.shape]) for t in reader.tensors]
-    except (ValueError, IndexError, KeyError, OSError, EOFError) as exc:
-        raise LlmhostError(f"model {path!r} is a truncated or corrupt GGUF: {exc}") from None
+        with file.open("rb") as handle:
+            fields, tensors, data_end = _read_header(_Stream(handle, size, path))
+    except OSError as exc:
+        raise LlmhostError(f"model {path!r} cannot be read: {exc.strerror or exc}") from None
+    if data_end > size:
+        raise LlmhostError(f"model {path!r} is truncated: its tensors end at byte {data_end}, the file has {size}")
+    return describe(fields, tensors, size, path)
+
+
+def describe(fields: dict[str, Any], tensors: list, file_bytes: int, label: str) -> dict[str, Any]:
+    """The header's key/values and tensors -> what plan needs, with every count checked."""
     arch = fields.get("general.architecture")
-    if not arch:
-        raise LlmhostError(f"model {path!r} has no general.architecture in its GGUF header")
+    if not isinstance(arch, str) or not arch:
+        raise LlmhostError(f"model {label!r} has no general.architecture in its GGUF header")
 
-    def key(name, default=None):
-        return fields.get(f"{arch}.{name}", default)
+    def key(name, **kw):
+        return _count(fields, f"{arch}.{name}", label, **kw)
 
-    heads = key("attention.head_count")
-    kv_heads = key("attention.head_count_kv", heads)
+    layers = key("block_count")
+    heads = key("attention.head_count", allow_list=True)
+    kv_heads = key("attention.head_count_kv", required=False, allow_list=True) or heads
     hidden = key("embedding_length")
-    head_dim = key("attention.key_length", hidden // heads if hidden and heads else None)
     # Per-layer head counts (some architectures) come as lists: size the KV cache by their mean.
+    heads_n = max(heads) if isinstance(heads, list) else heads
     if isinstance(kv_heads, list):
         kv_heads = sum(kv_heads) / len(kv_heads)
-    weight_bytes = sum(t[2] for t in tensors)
-    if weight_bytes > file.stat().st_size:
-        raise LlmhostError(f"model {path!r} is truncated: its tensors need {weight_bytes} bytes, the file has "
-                           f"{file.stat().st_size}")
+    head_dim = key("attention.key_length", required=False) or (hidden // heads_n if heads_n else None)
+    embd = next((t for t in tensors if t[0] == "token_embd.weight"), None)
+    template = fields.get("tokenizer.chat_template")
     return {
-        "arch": arch, "name": fields.get("general.name"), "layers": key("block_count"), "hidden": hidden,
-        "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim,
-        "head_dim_v": key("attention.value_length", head_dim), "context": key("context_length"),
-        "vocab": next((t[3][1] for t in tensors if t[0] == "token_embd.weight"), None),
-        "file_type": fields.get("general.file_type"), "chat_template": has_template, "tensors": tensors, "weight_bytes": weight_bytes,
-        "file_bytes": file.stat().st_size,
+        "arch": arch, "name": fields.get("general.name") if isinstance(fields.get("general.name"), str) else None,
+        "layers": layers, "hidden": hidden, "heads": heads_n, "kv_heads": kv_heads, "head_dim": head_dim,
+        "head_dim_v": key("attention.value_length", required=False) or head_dim,
+        "context": key("context_length", required=False),
+        "vocab": embd[3][1] if embd and len(embd[3]) > 1 else None,
+        "file_type": fields.get("general.file_type"), "chat_template": isinstance(template, str) and bool(template),
+        "tensors": tensors, "weight_bytes": sum(t[2] for t in tensors), "file_bytes": file_bytes,
     }

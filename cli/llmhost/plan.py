@@ -11,18 +11,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmhost import knowledge
+from llmhost import gguf_header, knowledge
 from llmhost.errors import LlmhostError
 from llmhost.parsers import is_number
+from llmhost.runtime import flags
 
 GIB = 1 << 30
 MIB = 1 << 20
 
 
 def _quant_sizes() -> dict[str, tuple[int, int]]:
-    import gguf
-
-    return {t.name: gguf.GGML_QUANT_SIZES[t] for t in gguf.GGMLQuantizationType if t in gguf.GGML_QUANT_SIZES}
+    return {name: (block, size) for name, block, size in gguf_header.ggml_types().values()}
 
 
 def type_bytes(type_name: str, n_elements: int) -> int:
@@ -147,8 +146,9 @@ def kv_bytes(layers: int, kv_heads: float, head_dim_k: int, head_dim_v: int, con
 class Hardware:
     gpus: list[int] = field(default_factory=list)  # bytes of VRAM each
     ram: int | None = None
-    cpus: int | None = None
+    cpus: int | None = None     # logical CPUs the server may use
     numa_nodes: int = 1
+    cores: int | None = None    # physical cores among them (decode is memory-bound: one thread per core)
     source: str = "given"
 
 
@@ -163,7 +163,7 @@ def plan(model: dict[str, Any], hw: Hardware, context: int, parallel: int, kv_ty
     kv_total = kv_bytes(layers, model["kv_heads"], model["head_dim"], model["head_dim_v"], context, parallel, kv_type)
     kv_layer = kv_total // layers
     # Worst case of llama.cpp's compute buffer: one f32 logits row per micro-batch token.
-    compute = sizing["compute_ubatch"] * (model["vocab"] or 32000) * 4
+    compute = knowledge.load("runtimes")["llama_server"]["ubatch"] * (model["vocab"] or 32000) * 4
     overhead = sizing["per_gpu_mib"] * MIB
     per_layer = weights["per_layer"] + kv_layer
     gpu_fixed = weights["output"] + compute  # token_embd stays in host memory in llama.cpp
@@ -216,26 +216,29 @@ def _tensor_parallel(heads: int | None, needed: int, available: int) -> int | No
 
 def runtimes(model: dict[str, Any], hw: Hardware, fit: dict[str, Any], context: int, parallel: int,
              kv_type: str) -> dict[str, Any]:
-    threads = hw.cpus or 4
-    llama = ["-ngl", str(fit["gpu_layers"] + (1 if fit["gpu_layers"] == model["layers"] else 0)),
-             "-c", str(context * parallel), "-np", str(parallel), "-ctk", kv_type, "-ctv", kv_type,
-             # a quantized V cache needs flash attention in llama.cpp
-             "-fa", "on" if kv_type != "f16" else "auto", "-t", str(threads)]
-    if fit["gpus_needed"] > 1:
-        llama += ["-sm", "layer"]
-    if hw.numa_nodes > 1:
-        llama += ["--numa", "numactl"]
-    result: dict[str, Any] = {"llama_cpp": {"flags": llama}}
+    """The servers' settings for this plan (numbers only), and each server's flags rendered from them."""
+    server = knowledge.load("runtimes")["llama_server"]
+    full = fit["gpu_layers"] == model["layers"]
+    tp = _tensor_parallel(model.get("heads"), max(1, fit["gpus_needed"]), len(hw.gpus)) if hw.gpus else None
+    settings = {
+        # No GPU: no -ngl at all (a CPU build warns about it); all layers: 'all' (the output layer too).
+        "gpu_layers": None if not hw.gpus else ("all" if full else fit["gpu_layers"]),
+        "layers": model["layers"], "context_per_slot": context, "slots": parallel, "kv_type": kv_type,
+        # a quantized V cache needs flash attention in llama.cpp
+        "flash_attn": "on" if kv_type != "f16" else "auto",
+        "threads": hw.cores or hw.cpus or 4, "threads_batch": hw.cpus or hw.cores or 4,
+        "batch": server["batch"], "ubatch": server["ubatch"],
+        "split_mode": "layer" if fit["gpus_needed"] > 1 else None, "numa_nodes": hw.numa_nodes,
+        "tensor_parallel": tp,
+        "gpu_memory_utilization": knowledge.load("sizing")["overhead"]["vllm_gpu_memory_utilization"],
+    }
+    template = flags.chat_template_for(model.get("arch"), model.get("chat_template", True))
+    result: dict[str, Any] = {"settings": settings,
+                              "llama_cpp": {"flags": flags.as_argv(flags.llama_server(settings, chat_template=template))}}
     recommended = "llama.cpp"
-    if hw.gpus:
-        tp = _tensor_parallel(model.get("heads"), max(1, fit["gpus_needed"]), len(hw.gpus))
-        if tp and fit["verdict"] in ("fits", "fits-multi-gpu"):
-            result["vllm"] = {"flags": ["--tensor-parallel-size", str(tp), "--max-model-len", str(context),
-                                        "--gpu-memory-utilization",
-                                        str(knowledge.load("sizing")["overhead"]["vllm_gpu_memory_utilization"]),
-                                        "--kv-cache-dtype", "auto" if kv_type in ("f16", "bf16") else "fp8",
-                                        "--max-num-seqs", str(parallel)]}
-            if fit["gpus_needed"] > 1 and model["source"] != "gguf":
-                recommended = "vllm"
+    if tp and fit["verdict"] in ("fits", "fits-multi-gpu"):
+        result["vllm"] = {"flags": flags.as_argv(flags.vllm(settings))}
+        if fit["gpus_needed"] > 1 and model["source"] != "gguf":
+            recommended = "vllm"
     result["recommended"] = recommended
     return result

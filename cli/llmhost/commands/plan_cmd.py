@@ -30,9 +30,10 @@ def _hardware_from_host(snapshot_path: str | None) -> engine.Hardware:
         local = next((g.get("local_cpulist") for g in facts.gpus if g.get("local_cpulist")), None)
         try:
             cpus = len(system.cpulist(local)) if local else facts.cpuinfo.count("processor\t:") or None
+            cores = max(1, cpus // system.threads_per_core(facts.cpuinfo)) if cpus else None
         except (Unavailable, ValueError):
-            cpus = None
-        return engine.Hardware(gpus, ram, cpus, max(1, len(facts.numa_nodes)),
+            cpus = cores = None
+        return engine.Hardware(gpus, ram, cpus, max(1, len(facts.numa_nodes)), cores,
                                f"snapshot {snapshot_path}" if snapshot_path else "this host")
     finally:
         if tmp:

@@ -30,6 +30,20 @@ def cpu_flags(text: str) -> set[str]:
     raise ParseError("/proc/cpuinfo has no flags line")
 
 
+def threads_per_core(text: str) -> int:
+    """/proc/cpuinfo -> hardware threads per core (siblings / cpu cores of the first CPU; 1 if unsaid)."""
+    fields = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("siblings", "cpu cores") and key.strip() not in fields and value.strip().isdecimal():
+            fields[key.strip()] = int(value.strip())
+        if len(fields) == 2:
+            break
+    if fields.get("siblings") and fields.get("cpu cores"):
+        return max(1, fields["siblings"] // fields["cpu cores"])
+    return 1
+
+
 def loaded_modules(text: str) -> set[str]:
     """/proc/modules -> module names."""
     return {line.split()[0] for line in (text or "").splitlines() if line.strip()}
