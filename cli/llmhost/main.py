@@ -31,10 +31,10 @@ def cli():
 
 
 def _register():
-    from llmhost.commands import bench_cmd, compat_cmd, plan_cmd, preflight_cmd, snapshot_cmd
+    from llmhost.commands import bench_cmd, compat_cmd, plan_cmd, preflight_cmd, runtime_cmd, snapshot_cmd
 
     for command in (preflight_cmd.preflight, snapshot_cmd.snapshot, compat_cmd.compat, plan_cmd.plan,
-                    bench_cmd.bench):
+                    bench_cmd.bench, runtime_cmd.runtime):
         cli.add_command(command)
 
 

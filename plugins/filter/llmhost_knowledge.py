@@ -6,6 +6,7 @@
     {{ '12.4' | llmhost_cuda_min_driver }}                 minimum driver for a toolkit
     {{ 'debian-12' | llmhost_install_plan(arch, modules, source, branch) }}  what nvidia_driver installs
     {{ ['0x2330'] | llmhost_arch_for_pci_ids }}            architecture of the host's GPUs
+    {{ plan | llmhost_llama_server_args(model, alias, host, port, ...) }}  llama-server's flags, checked
     {{ 'debian-12' | llmhost_cuda_toolkit_plan(driver, ...) }}  what cuda_toolkit installs
     {{ 'ubuntu-24.04' | llmhost_fabricmanager_plan(source, branch, version, nvswitches) }}
 """
@@ -15,7 +16,8 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 try:
-    from llmhost import compat, engine_config, install_plans, knowledge, runtime_flags
+    from llmhost import compat, engine_config, install_plans, knowledge
+    from llmhost.runtime import artefact, flags
     from llmhost.errors import LlmhostError
     from llmhost.versions import parse_cuda, parse_driver
 except ImportError as exc:  # the controller's Python must have llmhost installed (scripts/venv.sh)
@@ -73,12 +75,33 @@ def llmhost_os_key(facts):
 
 
 @_guard
-def llmhost_llama_cpp_python_args(plan, mlock=False, overrides=None):
-    """A `llmhost plan --json` result -> [[flag, value], ...] for `python -m llama_cpp.server`."""
-    model = plan["model"]
-    return runtime_flags.llama_cpp_python_args(plan["runtime"]["llama_cpp"]["flags"], model.get("layers"),
-                                              bool(mlock), overrides or {}, model.get("arch"),
-                                              model.get("chat_template", True))
+def llmhost_llama_server_args(plan, model, alias, host, port, api_key_file="", load_mode="auto", numa_pinned=False,
+                              overrides=None, help_text=None):
+    """A `llmhost plan --json` result and the service's settings -> [[flag, value], ...] for llama-server,
+    every flag checked whole against the binary's --help (an unknown one is refused by name)."""
+    runtime = plan["runtime"]
+    template = flags.chat_template_for(plan["model"].get("arch"), plan["model"].get("chat_template", True))
+    return flags.llama_server(runtime["settings"], model=str(model), alias=str(alias), host=str(host), port=int(port),
+                              api_key_file=str(api_key_file or "") or None, load_mode=str(load_mode),
+                              numa_pinned=bool(numa_pinned), chat_template=template, overrides=dict(overrides or {}),
+                              help_text=str(help_text) if help_text else None)
+
+
+@_guard
+def llmhost_vllm_args(settings, alias, host, port, tokenizer="", overrides=None, help_text=None):
+    """vLLM settings -> [[flag, value], ...] for `vllm serve MODEL`, checked against `vllm serve --help=all`."""
+    return flags.vllm(dict(settings), alias=str(alias), host=str(host), port=int(port), tokenizer=str(tokenizer or "") or None,
+                      overrides=dict(overrides or {}), help_text=str(help_text) if help_text else None)
+
+
+def llmhost_exec_line(argv):
+    """argv -> a systemd ExecStart= value (%, $ literal; spaces quoted)."""
+    return flags.exec_line([str(a) for a in argv])
+
+
+@_guard
+def llmhost_model_alias(name):
+    return flags.model_alias(str(name))
 
 
 @_guard
@@ -138,15 +161,20 @@ def llmhost_fabricmanager_plan(os_id, driver_source, branch, driver_version, nvs
 
 
 @_guard
-def llmhost_llama_build(build, gpu_count, compute_caps, arch=None, cuda=None, architectures=""):
-    return runtime_flags.llama_cpp_build(str(build), int(gpu_count), [str(c) for c in compute_caps or []],
-                                         arch or None, dict(cuda or {}), str(architectures or ""))
+def llmhost_llama_build(build, gpu_count, compute_caps, arch=None, cuda=None, architectures="", cpu_variants=None):
+    """The host's GPUs and toolkit -> the llama.cpp build spec: {backend, cpu_variants, cuda_archs, nvcc, host_cxx}."""
+    spec = artefact.decide(str(build), int(gpu_count), [str(c) for c in compute_caps or []], arch or None,
+                           dict(cuda or {}), str(architectures or ""),
+                           None if cpu_variants is None else [str(v) for v in cpu_variants])
+    return {"backend": spec.backend, "cpu_variants": spec.cpu_variants, "cuda_archs": spec.cuda_archs,
+            "nvcc": spec.nvcc, "host_cxx": spec.host_cxx}
 
 
 class FilterModule:
     def filters(self):
         return {f.__name__: f for f in (llmhost_data, llmhost_recommend, llmhost_install_plan, llmhost_arch_for_pci_ids,
-                                                     llmhost_in_container, llmhost_os_key, llmhost_llama_cpp_python_args,
+                                                     llmhost_in_container, llmhost_os_key, llmhost_llama_server_args,
+                                                     llmhost_vllm_args, llmhost_exec_line, llmhost_model_alias,
                                                      llmhost_merge_docker_daemon, llmhost_power_limit_violations,
                                                      llmhost_gpu_placements,
                                                      llmhost_newest_cuda,

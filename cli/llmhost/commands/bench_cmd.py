@@ -24,22 +24,26 @@ def _levels(text: str) -> tuple[int, ...]:
 
 @click.command()
 @click.argument("endpoint")
-@click.option("--compare", "other", metavar="URL", help="Run the same workload against a second endpoint and print ratios.")
+@click.option("--compare", "others", metavar="URL", multiple=True,
+              help="Run the same workload against more endpoints in the same run and print each one's ratios to the "
+                   "first (repeatable).")
 @click.option("--model", default="default", show_default=True, help="Model name sent in requests.")
-@click.option("--concurrency", default="1,4,8", show_default=True, help="Concurrent requests, per level.")
+@click.option("--concurrency", default=",".join(map(str, engine.DEFAULT_CONCURRENCY)), show_default=True,
+              help="Concurrent requests, per level.")
 @click.option("--requests", type=click.IntRange(min=1), help="Requests per level (default: max(4, 2 x concurrency)).")
 @click.option("--max-tokens", type=click.IntRange(min=2), default=64, show_default=True)
 @click.option("--prompt", default=engine.DEFAULT_PROMPT, help="Prompt text.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True, help="Seconds per request.")
 @click.option("--json", "as_json", is_flag=True)
-def bench(endpoint, other, model, concurrency, requests, max_tokens, prompt, timeout, as_json):
-    """Measure an OpenAI-compatible endpoint: TTFT, prompt and decode tokens/s, requests/s, p50/p95 latency.
+def bench(endpoint, others, model, concurrency, requests, max_tokens, prompt, timeout, as_json):
+    """Measure an OpenAI-compatible endpoint: TTFT, inter-token latency, prompt and decode tokens/s,
+    requests/s, p50/p95 latency.
 
     The API key, if the endpoint needs one, is read from LLMHOST_API_KEY (never from the command line).
     """
     levels = _levels(concurrency)
     api_key = os.environ.get("LLMHOST_API_KEY")
-    targets = [endpoint] + ([other] if other else [])
+    targets = [endpoint, *others]
     total = sum(requests or max(4, 2 * level) for level in levels) * len(targets)
     results = []
     with click.progressbar(length=total, label="llmhost bench", file=sys.stderr) as bar:
@@ -49,13 +53,14 @@ def bench(endpoint, other, model, concurrency, requests, max_tokens, prompt, tim
     failed = any(lv["errors"] == lv["requests"] for r in results for lv in r["levels"])
     if as_json:
         out = {"results": results}
-        if other:
-            out["ratios"] = engine.compare(results[0], results[1])
+        if others:
+            out["ratios"] = [engine.compare(results[0], result) for result in results[1:]]
         click.echo(json.dumps(out, indent=2))
     else:
         for result in results:
             click.echo(engine.as_text(result))
             click.echo()
-        if other:
-            click.echo(engine.ratios_as_text(results[0], results[1]))
+        for result in results[1:]:
+            click.echo(engine.ratios_as_text(results[0], result))
+            click.echo()
     sys.exit(1 if failed else 0)

@@ -220,12 +220,12 @@ def needs_from_objdump(texts: list[str], shipped: set[str]) -> dict[str, Any]:
     return {"libraries": sorted(libs), **{lib.lower(): ".".join(map(str, v)) for lib, v in sorted(newest.items())}}
 
 
-def _elf_needs(files: list[Path]) -> dict[str, Any]:
+def _elf_needs(files: list[Path], shipped: set[str]) -> dict[str, Any]:
     texts = []
     for path in files:
         out = subprocess.run(["objdump", "-p", str(path)], capture_output=True, text=True, check=False)
         texts.append(out.stdout)
-    return needs_from_objdump(texts, {p.name for p in files})
+    return needs_from_objdump(texts, shipped)
 
 
 # --- the build --------------------------------------------------------------------------------
@@ -272,8 +272,9 @@ def _deterministic_tar(stage: Path, target: Path, top: str) -> None:
         for path in sorted(stage.rglob("*")):
             info = archive.gettarinfo(str(path), f"{top}/{path.relative_to(stage).as_posix()}")
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
-            info.mode = 0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644
-            if path.is_file():
+            if not path.is_symlink():
+                info.mode = 0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644
+            if info.isfile():
                 with path.open("rb") as handle:
                     archive.addfile(info, handle)
             else:
@@ -310,8 +311,11 @@ def build(spec: BuildSpec, source: str, sha256: str, cache: Path, jobs: int | No
         (stage / "bin").mkdir(parents=True)
         (stage / "variants").mkdir()
         for path in sorted((main / "bin").iterdir()):
-            if path.is_file() and (path.name in data()["targets"] or ".so" in path.name):
-                shutil.copy2(path, stage / "bin" / path.name, follow_symlinks=True)
+            if path.name in data()["targets"] or ".so" in path.name:
+                if path.is_symlink():  # libX.so.0 -> libX.so.0.25.3: one copy of each library
+                    os.symlink(os.readlink(path), stage / "bin" / path.name)
+                elif path.is_file():
+                    shutil.copy2(path, stage / "bin" / path.name)
         if spec.cpu_variants:
             variants = tmp / "build-variants"
             _run([cmake, "-S", str(tree), "-B", str(variants), *spec.cmake_variants()], log)
@@ -328,14 +332,16 @@ def build(spec: BuildSpec, source: str, sha256: str, cache: Path, jobs: int | No
         server = stage / "bin" / "llama-server"
         version = subprocess.run([str(server), "--version"], capture_output=True, text=True, check=False, timeout=60)
         version_text = (version.stdout + version.stderr).strip()
-        commit = re.search(r"version: \S+ \(([0-9a-f]+)\)", version_text)
-        elves = [p for p in sorted((stage / "bin").iterdir()) + sorted((stage / "variants").iterdir())]
+        commit = re.search(r"commit ([0-9a-f]{7,40})\b|\(([0-9a-f]{7,40})\)", version_text)
+        elves = [p for p in sorted((stage / "bin").iterdir()) + sorted((stage / "variants").iterdir())
+                 if not p.is_symlink()]
         manifest = {
-            "schema": SCHEMA, "id": ident, "source": {**src_record, "llama_cpp_commit": commit.group(1) if commit else None},
+            "schema": SCHEMA, "id": ident, "source": {**src_record, "llama_cpp_commit": (commit.group(1) or commit.group(2)) if commit else None},
             "build": description, "version": version_text.splitlines()[:2],
-            "needs": _elf_needs(elves),
+            "needs": _elf_needs(elves, {p.name for p in (stage / "bin").iterdir()}),
             "built_on": {"machine": platform.machine(), "os": _os_name(), "seconds": round(time.monotonic() - started)},
-            "files": {p.relative_to(stage).as_posix(): _sha256_file(p) for p in sorted(stage.rglob("*")) if p.is_file()},
+            "files": {p.relative_to(stage).as_posix(): _sha256_file(p) for p in sorted(stage.rglob("*"))
+                      if p.is_file() and not p.is_symlink()},
         }
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         _deterministic_tar(stage, tarball, f"llama.cpp-{ident}")

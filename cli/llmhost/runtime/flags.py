@@ -164,3 +164,28 @@ def vllm(settings: dict[str, Any], *, alias: str | None = None, host: str | None
 
 def as_argv(args: Args) -> list[str]:
     return [part for pair in args for part in pair]
+
+
+_SHARD = re.compile(r"-\d{5}-of-\d{5}$")
+
+
+def model_alias(name: str) -> str:
+    """A model file or directory name -> the name clients ask for: 'Qwen3-8B-Q4_K_M-00001-of-00002.gguf'
+    -> 'Qwen3-8B-Q4_K_M'."""
+    base = str(name).rstrip("/").rsplit("/", 1)[-1]
+    base = base[:-5] if base.lower().endswith(".gguf") else base
+    alias = _SHARD.sub("", base)
+    if not alias:
+        raise LlmhostError(f"model name {name!r} gives no alias: set inference_model_alias")
+    return alias
+
+
+def exec_line(argv: list[str]) -> str:
+    """argv -> a systemd ExecStart= value: % and $ are literal, arguments with spaces or quotes quoted."""
+    words = []
+    for arg in argv:
+        text = str(arg).replace("%", "%%").replace("$", "$$")
+        if not text or re.search(r"[\s\"'\\;]", text):
+            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        words.append(text)
+    return " ".join(words)
