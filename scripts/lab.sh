@@ -9,6 +9,7 @@ case "$action" in
     bash scripts/venv.sh
     bash scripts/container-engine.sh
     bash scripts/build-images.sh bookworm trixie
+    bash scripts/llama-server.sh >/dev/null
     export PATH="$PWD/.venv/bin:$PATH"
     ansible-playbook playbooks/lab.yml -i inventory/lab
     ansible-playbook site.yml -i inventory/lab "${@:2}"
@@ -17,7 +18,8 @@ case "$action" in
     echo "  curl -s http://127.0.0.1:8081/v1/chat/completions -H 'Content-Type: application/json' \\"
     echo "       -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Say hello\"}], \"max_tokens\": 32}'"
     echo "  (llmhost-lab-bookworm on port 8081, llmhost-lab-trixie on 8082)"
-    echo "llmhost: measure it:                    .venv/bin/llmhost bench http://127.0.0.1:8081 --concurrency 1,4"
+    echo "llmhost: measure it:                    .venv/bin/llmhost bench http://127.0.0.1:8081 --model gemma-3-270m-q4_k_m"
+    echo "llmhost: against the peers (README):    bash scripts/bench-runtime.sh"
     echo "llmhost: inspect a host:                podman exec -it llmhost-lab-bookworm bash"
     echo "llmhost: run preflight there:           podman exec llmhost-lab-bookworm cat /etc/ansible/facts.d/llmhost_preflight_verify.fact"
     echo "llmhost: tear the lab down:             make lab-down"

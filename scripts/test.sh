@@ -25,7 +25,8 @@ lint() {
 }
 
 setup() {
-  bash scripts/venv.sh && bash scripts/container-engine.sh && bash scripts/build-images.sh bookworm trixie
+  bash scripts/venv.sh && bash scripts/container-engine.sh && bash scripts/build-images.sh bookworm trixie \
+    && bash scripts/llama-server.sh >/dev/null
 }
 
 stage setup setup

@@ -8,7 +8,7 @@ die() { echo "llmhost: venv: $*" >&2; exit 1; }
 VENV=${LLMHOST_VENV:-.venv}
 PY=${PYTHON:-python3}
 stamp="$VENV/.llmhost-stamp"
-want=$(cat pyproject.toml constraints.txt "$0" scripts/llama-wheel.sh | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml constraints.txt "$0" | sha256sum | cut -c1-16)
 
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "$PY is $("$PY" -V 2>&1); llmhost needs Python >= 3.11"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
@@ -16,10 +16,6 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV" || die "'$PY -m venv $VENV' failed (Debian: apt-get install python3-venv)"
 "$VENV/bin/pip" install -q --disable-pip-version-check -c constraints.txt -e '.[test]' \
   || die "pip install of the pinned dependencies failed: see the pip output above"
-# The real inference server the tests and the lab use, from the cached portable build.
-wheel=$(PIP="$VENV/bin/pip" bash scripts/llama-wheel.sh) || die "the llama-cpp-python wheel could not be built"
-"$VENV/bin/pip" install -q --disable-pip-version-check -c constraints.txt "$wheel[server]" \
-  || die "pip install of $wheel[server] failed: see the pip output above"
 
 # Collections: ansible.posix, community.general, containers.podman from the pinned 'ansible' wheel.
 collections="$VENV/collections/ansible_collections"

@@ -83,6 +83,7 @@ def test_plan_gemma_from_its_header(gemma):
     assert flags[flags.index("--flash-attn") + 1] == "on"  # a quantized V cache needs flash attention
     # The Gemma package's GGUF has no chat template: llama-server gets its built-in one.
     assert flags[flags.index("--chat-template") + 1] == "gemma"
+    assert flags.index("--no-jinja") < flags.index("--chat-template")  # built-in names only outside jinja
 
 
 def test_70b_on_one_24gb_card_is_partial_offload_and_on_four_fits():

@@ -169,6 +169,13 @@ RATIO_KEYS = ("decode_tokens_per_s", "throughput_tokens_per_s", "requests_per_s"
               "latency_p50_s")
 
 
+def roofline_share(result: dict[str, Any], roofline_tokens_per_s: float) -> float | None:
+    """Decode tokens/s at one user as a share of the memory-bandwidth roofline."""
+    single = next((lv for lv in result["levels"] if lv["concurrency"] == 1), None)
+    decode = single.get("decode_tokens_per_s") if single else None
+    return round(decode / roofline_tokens_per_s, 3) if decode else None
+
+
 def compare(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     """Per concurrency: b / a for each metric (above 1 is better for rates, worse for times)."""
     rows = []

@@ -12,6 +12,7 @@ backends, enabled one at a time on a host only after a real decode proved it: se
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import json
@@ -284,8 +285,20 @@ def _deterministic_tar(stage: Path, target: Path, top: str) -> None:
 
 def build(spec: BuildSpec, source: str, sha256: str, cache: Path, jobs: int | None = None,
           log: Callable[[str], None] = lambda _: None) -> tuple[Path, dict[str, Any]]:
-    """Build (or find in the cache) the artefact for this spec and source -> (tarball, manifest)."""
-    cache.mkdir(parents=True, exist_ok=True)
+    """Build (or find in the cache) the artefact for this spec and source -> (tarball, manifest).
+    One build at a time per cache: hosts converged in parallel wait for the first and reuse it."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        lock = (cache / ".build.lock").open("w")
+    except OSError as exc:
+        raise LlmhostError(f"the artefact cache {cache} is not writable: {exc.strerror}") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(spec, source, sha256, cache, jobs, log)
+
+
+def _build_locked(spec: BuildSpec, source: str, sha256: str, cache: Path, jobs: int | None,
+                  log: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
     cuda_version = _cuda_version(spec.nvcc) if spec.backend == "cuda" else ""
     src_path, src_record = resolve_source(source, sha256, cache)
     description = spec.describe(cuda_version)

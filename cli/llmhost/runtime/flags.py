@@ -110,6 +110,9 @@ def llama_server(settings: dict[str, Any], *, model: str | None = None, alias: s
     if settings.get("numa_nodes", 1) > 1 or numa_pinned:
         args.append(["--numa", "numactl" if numa_pinned else "distribute"])
     if chat_template:
+        # A built-in template is taken by name only outside the jinja engine (on by default in newer builds).
+        if help_text is None or "--no-jinja" in help_text:
+            args.append(["--no-jinja"])
         args.append(["--chat-template", chat_template])
     if model:  # serving, not printing a plan
         args.append(["--metrics"])

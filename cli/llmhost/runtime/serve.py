@@ -36,7 +36,7 @@ PREVIOUS = ".llmhost-previous"
 # In-flight gauges: llama-server (llamacpp:) and vLLM (vllm:).
 _IN_FLIGHT = re.compile(r"^(llamacpp:requests_processing|llamacpp:requests_deferred|"
                         r"vllm:num_requests_running|vllm:num_requests_waiting)(?:\{[^}]*\})?\s+([0-9.eE+-]+)\s*$", re.M)
-_LOADED_CPU = re.compile(r"loaded CPU backend from (\S+)")
+_CPU_BACKEND = re.compile(r"libggml-cpu(?:-[\w.]+)?\.so")
 
 
 def _get(url: str, api_key: str | None, timeout: float) -> tuple[int, str]:
@@ -153,6 +153,7 @@ def run_once(server: Path, args: list[list[str]], timeout: float, user: str | No
         try:
             result["load_s"] = round(wait_ready(f"http://127.0.0.1:{port}/health", timeout, key,
                                                 alive=lambda: proc.poll() is None), 2)
+            result["cpu_backend"] = _mapped_cpu_backend(proc.pid)
             body = json.dumps({"prompt": prompt, "n_predict": 8, "temperature": 0}).encode()
             request = urllib.request.Request(f"http://127.0.0.1:{port}/completion", body,
                                              {"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
@@ -179,11 +180,18 @@ def run_once(server: Path, args: list[list[str]], timeout: float, user: str | No
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
             log_text = log_path.read_text("utf-8", "replace")
-        loaded = _LOADED_CPU.search(log_text)
-        result["cpu_backend"] = Path(loaded.group(1)).name if loaded else None
         if not result["ok"]:
             result["log_tail"] = log_text.strip().splitlines()[-6:]
         return result
+
+
+def _mapped_cpu_backend(pid: int) -> str | None:
+    """Which CPU backend ggml loaded into the running server (release builds do not log it)."""
+    try:
+        found = _CPU_BACKEND.search(Path(f"/proc/{pid}/maps").read_text())
+    except OSError:
+        return None
+    return found.group(0) if found else None
 
 
 def _set_variant(bin_dir: Path, variants_dir: Path, variant: str | None) -> None:
