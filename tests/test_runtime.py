@@ -292,10 +292,10 @@ def test_prove_skips_a_faulting_variant_and_says_so(llama_install, gemma, tmp_pa
 def test_prove_refuses_a_model_that_does_not_load(llama_install, tmp_path):
     install = tmp_path / llama_install.name
     shutil.copytree(llama_install, install, symlinks=True)
-    (install / "proven.json").write_text('{"variant": null}')
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF\x03\x00\x00\x00truncated")
     args = flags.llama_server(SETTINGS, model=str(bad), host="127.0.0.1", port=1, help_text=HELP)
-    result = serve.prove(install, str(bad), args, timeout=60)
-    assert not result["ok"] and result["tried"][0]["error"].startswith("exited with")
+    result = serve.prove(install, str(bad), args, timeout=60, variants=["zen4", "skylakex"])
+    # A model that does not load is not the CPU backend's fault: no other variant is tried.
+    assert not result["ok"] and len(result["tried"]) == 1 and result["tried"][0]["error"].startswith("exited with")
     assert result["log_tail"]

@@ -67,10 +67,12 @@ def build(backend, source, sha256, cpu_variants, cuda_archs, nvcc, host_cxx, cac
 @runtime.command()
 @click.argument("url")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=600, show_default=True)
-def ready(url, timeout):
+@click.option("--pid", type=int, help="Give up as soon as this process (the server: systemd's $MAINPID) is gone.")
+def ready(url, timeout, pid):
     """Wait until URL (a server's /health) answers 200; exit 1 when it does not within --timeout."""
+    alive = (lambda: Path(f"/proc/{pid}").exists()) if pid else (lambda: True)
     try:
-        waited = serve.wait_ready(url, timeout)
+        waited = serve.wait_ready(url, timeout, alive=alive)
     except LlmhostError as exc:
         click.echo(f"llmhost: {exc}", err=True)
         sys.exit(1)

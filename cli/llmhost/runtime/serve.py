@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import secrets
 import shutil
@@ -147,8 +148,12 @@ def run_once(server: Path, args: list[list[str]], timeout: float, user: str | No
             shutil.chown(key_file, user)
         argv = [str(server)] + [part for pair in proof_args(args, port, str(key_file), cpu_only) for part in pair]
         with log_path.open("wb") as log:
+            account = {}
+            if user:  # the service's user and group only, as systemd runs it (not root's groups)
+                entry = pwd.getpwnam(user)
+                account = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp,
-                                    user=user or None, start_new_session=True)
+                                    start_new_session=True, **account)
         result: dict[str, Any] = {"ok": False}
         try:
             result["load_s"] = round(wait_ready(f"http://127.0.0.1:{port}/health", timeout, key,
@@ -238,6 +243,8 @@ def prove(install_dir: Path, model: str, args: list[list[str]], *, timeout: floa
             result = {**outcome, "variant": variant or "base", "tried": tried}
             record_path.write_text(json.dumps({"variant": variant, "tried": tried, "at": int(time.time())}) + "\n")
             return result
+        if not str(outcome.get("error", "")).startswith("killed by"):
+            break  # the model or the flags failed, not the CPU backend: another variant would fail alike
     if record is not None:
         _set_variant(bin_dir, variants_dir, record.get("variant"))
     return {**outcome, "ok": False, "variant": None, "tried": tried}
