@@ -299,3 +299,52 @@ def test_prove_refuses_a_model_that_does_not_load(llama_install, tmp_path):
     # A model that does not load is not the CPU backend's fault: no other variant is tried.
     assert not result["ok"] and len(result["tried"]) == 1 and result["tried"][0]["error"].startswith("exited with")
     assert result["log_tail"]
+
+
+class _Hostile(threading.Thread):
+    """A local endpoint that answers every request with the same body (JSON lists, usage null, broken SSE)."""
+
+    def __init__(self, body: bytes, content_type: str = "application/json"):
+        import http.server
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - the stdlib's name
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(daemon=True)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def run(self):
+        self.httpd.serve_forever()
+
+
+@pytest.mark.parametrize("body", [b"[1, 2, 3]", b'{"usage": null}', b'{"choices": "x", "usage": {"prompt_tokens": "9"}}',
+                                  b"data: {not json\n\ndata: [1]\n\ndata: {\"choices\": [{\"delta\": 5}]}\n\n",
+                                  b"\xff\xfe" * 1000])
+def test_bench_against_a_hostile_endpoint_is_a_failed_level_not_a_traceback(body):
+    server = _Hostile(body)
+    server.start()
+    try:
+        result = CliRunner().invoke(cli, ["bench", server.url, "--concurrency", "1", "--requests", "1", "--json"])
+    finally:
+        server.httpd.shutdown()
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    if result.exit_code == 2:  # not even one chat completion: one line
+        assert "did not answer a chat completion" in result.output.splitlines()[-1]
+    else:
+        data = json.loads(result.output[result.output.index("{"):])
+        assert result.exit_code == 1 and data["results"][0]["levels"][0]["errors"] == 1
+
+
+@pytest.mark.parametrize("endpoint,needle", [("http://127.0.0.1:80x", "not a valid URL"), ("http://", "not an http(s) URL")])
+def test_bench_bad_urls_are_one_line(endpoint, needle):
+    result = CliRunner().invoke(cli, ["bench", endpoint, "--concurrency", "1"])
+    assert result.exit_code == 2 and needle in result.output and len(result.output.strip().splitlines()) == 1

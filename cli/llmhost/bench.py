@@ -42,7 +42,7 @@ def _post(url: str, body: dict, api_key: str | None, timeout: float):
     return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - the operator's endpoint
 
 
-def _endpoint(base: str) -> str:
+def endpoint_url(base: str) -> str:
     base = base.rstrip("/")
     try:
         parts = urllib.parse.urlsplit(base)
@@ -140,7 +140,7 @@ DEFAULT_CONCURRENCY = (1, 4, 8, 16)
 def run(endpoint: str, model: str = "default", concurrency: tuple[int, ...] = DEFAULT_CONCURRENCY, requests: int | None = None,
         max_tokens: int = 64, prompt: str = DEFAULT_PROMPT, api_key: str | None = None, timeout: float = 300.0,
         progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    url = _endpoint(endpoint)
+    url = endpoint_url(endpoint)
     if any(c < 1 for c in concurrency) or max_tokens < 2:
         raise LlmhostError(f"--concurrency {concurrency} must be >= 1 and --max-tokens {max_tokens} >= 2")
     plen = prompt_tokens(url, model, _unique(prompt, 0), api_key, timeout)

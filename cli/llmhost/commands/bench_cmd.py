@@ -49,6 +49,8 @@ def bench(endpoint, others, model, concurrency, requests, max_tokens, prompt, ti
     weights = gguf_header.read(roofline_model)["weight_bytes"] if roofline_model else None
     api_key = os.environ.get("LLMHOST_API_KEY")
     targets = [endpoint, *others]
+    for target in targets:
+        engine.endpoint_url(target)  # a bad URL is one line before anything runs
     total = sum(requests or max(4, 2 * level) for level in levels) * len(targets)
     results = []
     with click.progressbar(length=total, label="llmhost bench", file=sys.stderr) as bar:
