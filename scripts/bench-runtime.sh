@@ -6,7 +6,8 @@
 #   lcpp      llama-cpp-python 0.3.36's server with the flags llmhost's unit had before it served
 #             llama-server (portable build, --n_ctx 4096 --n_threads 2 --interrupt_requests false --chat_format gemma)
 # at 1/4/8/16 users, then this machine's memory bandwidth on all cores and each one's decode as a share
-# of the roofline. Usage: scripts/bench-runtime.sh [lab host] [llmhost port] [bench args...]
+# of the roofline, and llama-bench's own decode (the engine's limit) with the unit's binary and CPU variant.
+# Usage: scripts/bench-runtime.sh [lab host] [llmhost port] [bench args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 host=${1:-llmhost-lab-bookworm}
@@ -56,3 +57,7 @@ echo "bench-runtime: defaults = $server -m $model --host 127.0.0.1 --port $defau
 echo "bench-runtime: lcpp     = llama_cpp.server --model $local_model --n_ctx 4096 --n_threads $(nproc) --interrupt_requests false --chat_format gemma (port $lcpp_port)"
 .venv/bin/llmhost bench "http://127.0.0.1:$port" --compare "http://127.0.0.1:$defaults_port" \
   --compare "http://127.0.0.1:$lcpp_port" --model "$alias" --concurrency 1,4,8,16 --roofline "$local_model" "${@:3}"
+echo
+echo "bench-runtime: llama-bench in $host (the unit's binary and proven CPU variant, $(nproc) threads):"
+"$engine" exec "$host" runuser -u llmhost-infer -- "$(dirname "$server")/llama-bench" -m "$model" -t "$(nproc)" \
+  -p 45 -n 64 -r 3 2>/dev/null | grep -E '^\|'

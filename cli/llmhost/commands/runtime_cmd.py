@@ -35,6 +35,18 @@ def _api_key(path: str | None) -> str | None:
     return first.removeprefix("VLLM_API_KEY=") or None
 
 
+def _exists(pid: int) -> bool:
+    """Whether a process is there; a sandboxed unit may not see it in /proc (ProtectProc, PrivateUsers),
+    but a signal-0 probe answers 'gone' (ESRCH) or 'there, not yours' (EPERM) across user namespaces."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @click.group()
 def runtime():
     """Build, prove and switch llama.cpp's own llama-server (and vLLM units)."""
@@ -70,7 +82,7 @@ def build(backend, source, sha256, cpu_variants, cuda_archs, nvcc, host_cxx, cac
 @click.option("--pid", type=int, help="Give up as soon as this process (the server: systemd's $MAINPID) is gone.")
 def ready(url, timeout, pid):
     """Wait until URL (a server's /health) answers 200; exit 1 when it does not within --timeout."""
-    alive = (lambda: Path(f"/proc/{pid}").exists()) if pid else (lambda: True)
+    alive = (lambda: _exists(pid)) if pid else (lambda: True)
     try:
         waited = serve.wait_ready(url, timeout, alive=alive)
     except LlmhostError as exc:
