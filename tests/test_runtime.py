@@ -348,3 +348,34 @@ def test_bench_against_a_hostile_endpoint_is_a_failed_level_not_a_traceback(body
 def test_bench_bad_urls_are_one_line(endpoint, needle):
     result = CliRunner().invoke(cli, ["bench", endpoint, "--concurrency", "1"])
     assert result.exit_code == 2 and needle in result.output and len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("layout", ["llama.cpp-b7000", "llama_cpp_python-0.3.36/vendor/llama.cpp", "."])
+def test_the_source_tree_is_found_in_a_tarball_an_sdist_or_a_checkout(tmp_path, layout):
+    tree = tmp_path / layout
+    (tree / "ggml").mkdir(parents=True)
+    (tree / "tools" / "server").mkdir(parents=True)
+    (tree / "CMakeLists.txt").write_text("project(llama.cpp)\n")
+    assert artefact.find_tree(tmp_path) == tree.resolve() or artefact.find_tree(tmp_path) == tree
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["runtime", "prove", "/nonexistent", "--model", "/m.gguf", "--args-json", "/nonexistent.json"], "is not a readable JSON"),
+    (["runtime", "switch", "--unit", "x.service", "--copy", "nocolon", "--url", "http://127.0.0.1:1"], "is not STAGED:FINAL"),
+    (["runtime", "switch", "--unit", "x.service", "--move", "/nonexistent:/x", "--url", "http://127.0.0.1:1"],
+     "is not a file"),
+    (["runtime", "build", "--backend", "cuda"], "CUDA architectures '' are not valid"),
+    (["runtime", "build", "--cpu-variants", "haswell9"], "CPU variant 'haswell9' is not known"),
+    (["runtime", "hf-check", "/nonexistent"], "is not a directory"),
+])
+def test_runtime_commands_refuse_bad_input_in_one_line(args, needle):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and needle in result.output and len(result.output.strip().splitlines()) == 1, \
+        result.output
+
+
+def test_prove_args_json_must_be_pairs_of_strings(tmp_path):
+    bad = tmp_path / "args.json"
+    bad.write_text('{"--threads": 2}')
+    result = CliRunner().invoke(cli, ["runtime", "prove", str(tmp_path), "--model", "/m", "--args-json", str(bad)])
+    assert result.exit_code == 2 and "must hold [[flag, value], ...]" in result.output

@@ -15,9 +15,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,7 +143,13 @@ class LiveHost(Host):
         return CommandResult(NOT_INSTALLED, "", f"{COMMANDS[name][0][0]}: command not found")
 
 
-def _read_capped(path: str, chunk: int = 64 << 10, cap: int = 4 << 20) -> bytes:
+READ_CAP = 4 << 20
+# A snapshot archive is a few MiB; these bound a hostile one before anything is written.
+ARCHIVE_MAX_BYTES = 256 << 20
+ARCHIVE_MAX_MEMBERS = 100_000
+
+
+def _read_capped(path: str | Path, chunk: int = 64 << 10, cap: int = READ_CAP) -> bytes:
     # procfs sysctl files fail a single large read() with ENOMEM (the kernel allocates the
     # requested size), so read in small chunks up to a cap.
     parts, size = [], 0
@@ -169,26 +177,34 @@ class SnapshotHost(Host):
         self.directory = directory
         self.meta: dict = {}
         meta = directory / "snapshot.json"
-        if meta.exists():
+        if meta.exists() or meta.is_symlink():
+            raw = _regular_file(meta)
             try:
-                self.meta = json.loads(meta.read_text())
+                self.meta = json.loads(raw) if raw is not None else None
             except (ValueError, UnicodeDecodeError):
                 raise LlmhostError(f"snapshot {directory}: snapshot.json is not valid JSON") from None
-            if not isinstance(self.meta, dict) or self.meta.get("schema", SNAPSHOT_SCHEMA) != SNAPSHOT_SCHEMA:
+            if not isinstance(self.meta, dict):
+                raise LlmhostError(f"snapshot {directory}: snapshot.json is not a JSON object (got "
+                                   f"{type(self.meta).__name__}): expected {{\"schema\": \"{SNAPSHOT_SCHEMA}\", ...}}")
+            if self.meta.get("schema", SNAPSHOT_SCHEMA) != SNAPSHOT_SCHEMA:
                 raise LlmhostError(f"snapshot {directory}: schema {self.meta.get('schema')!r} is not {SNAPSHOT_SCHEMA}")
         if not (directory / "root").is_dir() and not (directory / "cmd").is_dir():
             raise LlmhostError(f"snapshot {directory}: has neither root/ nor cmd/; expected an llmhost snapshot")
 
     def _path(self, path: str) -> Path:
-        target = (self.directory / "root" / path.lstrip("/")).resolve()
-        if not str(target).startswith(str((self.directory / "root").resolve())):
+        root = (self.directory / "root").resolve()
+        try:
+            target = (self.directory / "root" / path.lstrip("/")).resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            raise LlmhostError(f"snapshot path {path!r} does not resolve") from None
+        if target != root and root not in target.parents:
             raise LlmhostError(f"snapshot path {path!r} escapes the snapshot")
         return target
 
     def read_bytes(self, path: str) -> bytes | None:
         try:
-            return self._path(path).read_bytes()
-        except (OSError, LlmhostError):
+            return _regular_file(self._path(path))
+        except LlmhostError:
             return None
 
     def listdir(self, path: str) -> list[str] | None:
@@ -199,15 +215,26 @@ class SnapshotHost(Host):
 
     def run(self, name: str) -> CommandResult | None:
         base = self.directory / "cmd" / name
-        out, err, rc = (base.with_name(name + ext) for ext in (".out", ".err", ".rc"))
-        if not out.exists() and not err.exists() and not rc.exists():
+        out, err, rc = (_regular_file(base.with_name(name + ext)) for ext in (".out", ".err", ".rc"))
+        if out is None and err is None and rc is None:
             return None
         try:
-            code = int(rc.read_text().strip()) if rc.exists() else 0
-        except ValueError:
+            code = int(rc.decode("ascii").strip()) if rc is not None else 0
+        except (ValueError, UnicodeDecodeError):
             code = 1
-        read = lambda p: p.read_bytes().decode("utf-8", "replace") if p.exists() else ""  # noqa: E731
-        return CommandResult(code, read(out), read(err))
+        text = lambda raw: raw.decode("utf-8", "replace") if raw is not None else ""  # noqa: E731
+        return CommandResult(code, text(out), text(err))
+
+
+def _regular_file(path: Path) -> bytes | None:
+    """A snapshot's file, read as live files are (capped), or None when it is not a regular file:
+    a directory, a FIFO (which would block), a device, a dangling link or a link loop."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        return _read_capped(path)
+    except (OSError, RuntimeError, ValueError):
+        return None
 
 
 def open_snapshot(path: str) -> tuple[SnapshotHost, tempfile.TemporaryDirectory | None]:
@@ -217,13 +244,26 @@ def open_snapshot(path: str) -> tuple[SnapshotHost, tempfile.TemporaryDirectory 
         return SnapshotHost(source), None
     if not source.exists():
         raise LlmhostError(f"snapshot {path!r} does not exist: expected a directory or a .tar.gz made by 'llmhost snapshot'")
+    if not source.is_file():
+        raise LlmhostError(f"snapshot {path!r} is not a regular file: expected a directory or a .tar.gz")
     tmp = tempfile.TemporaryDirectory(prefix="llmhost-snapshot-")
     try:
         with tarfile.open(source, "r:*") as archive:
-            archive.extractall(tmp.name, filter="data")
-    except (tarfile.TarError, OSError, EOFError) as exc:
+            members, total = [], 0
+            for member in archive:  # the headers are read one by one, bounded, before anything is written
+                members.append(member)
+                total += max(0, member.size)
+                if len(members) > ARCHIVE_MAX_MEMBERS or total > ARCHIVE_MAX_BYTES:
+                    raise LlmhostError(f"snapshot {path!r} unpacks to more than {ARCHIVE_MAX_MEMBERS} entries or "
+                                       f"{ARCHIVE_MAX_BYTES >> 20} MiB: not an llmhost snapshot")
+            archive.extractall(tmp.name, members=[m for m in members if m.isfile() or m.isdir() or m.issym()],
+                               filter="data")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         tmp.cleanup()
         raise LlmhostError(f"snapshot {path!r} is not a readable .tar.gz: {exc}") from None
+    except LlmhostError:
+        tmp.cleanup()
+        raise
     root = Path(tmp.name)
     entries = [p for p in root.iterdir()]
     # A tarball of a directory ('tar czf s.tgz snap/') holds one top folder.

@@ -30,11 +30,34 @@ def cli():
     """
 
 
+def _refuse_empty(param: click.Parameter) -> None:
+    """An option given an empty value ('--snapshot ""') is a mistake, not 'not given': say so."""
+    inner = param.callback
+
+    def callback(ctx, this, value):
+        values = value if isinstance(value, tuple) else (value,)
+        given = ctx.get_parameter_source(this.name) == click.core.ParameterSource.COMMANDLINE
+        if given and any(v == "" for v in values):
+            raise click.BadParameter("is empty: give a value or leave the option out")
+        return inner(ctx, this, value) if inner else value
+
+    param.callback = callback
+
+
+def _guard_options(command: click.Command) -> None:
+    for param in command.params:
+        if isinstance(param, click.Option) and not param.is_flag and isinstance(param.type, (click.types.StringParamType, click.Path)):
+            _refuse_empty(param)
+    for sub in getattr(command, "commands", {}).values():
+        _guard_options(sub)
+
+
 def _register():
     from llmhost.commands import bench_cmd, compat_cmd, plan_cmd, preflight_cmd, runtime_cmd, snapshot_cmd
 
     for command in (preflight_cmd.preflight, snapshot_cmd.snapshot, compat_cmd.compat, plan_cmd.plan,
                     bench_cmd.bench, runtime_cmd.runtime):
+        _guard_options(command)
         cli.add_command(command)
 
 

@@ -58,7 +58,7 @@ def runtime():
               help="llama.cpp source: a URL or .tar.gz (with --sha256), or a source directory.")
 @click.option("--sha256", default=lambda: artefact.data()["source"]["sha256"], show_default="the pinned one")
 @click.option("--cpu-variants", default=lambda: ",".join(artefact.data()["cpu_variants_default"]),
-              show_default=True, help="Faster CPU backends to build beside the portable one ('' for none).")
+              show_default=True, help="Faster CPU backends to build beside the portable one ('none' for none).")
 @click.option("--cuda-archs", default="", help="CUDA backend: CMake architectures, e.g. 90 or 89;90.")
 @click.option("--nvcc", default="", help="CUDA backend: the nvcc to build with.")
 @click.option("--host-cxx", default="", help="CUDA backend: nvcc's host compiler (e.g. g++-11).")
@@ -69,7 +69,7 @@ def runtime():
 def build(backend, source, sha256, cpu_variants, cuda_archs, nvcc, host_cxx, cache_dir, jobs, as_json):
     """Build llama-server and llama-bench from a pinned llama.cpp source, once per build kind; print
     the artefact's path (a cached one when the same build exists)."""
-    variants = [v.strip() for v in cpu_variants.split(",") if v.strip()]
+    variants = [] if cpu_variants == "none" else [v.strip() for v in cpu_variants.split(",") if v.strip()]
     spec = artefact.BuildSpec(backend, variants, [a for a in cuda_archs.split(";") if a], nvcc, host_cxx)
     tarball, manifest = artefact.build(spec, source, sha256, Path(cache_dir), jobs,
                                        log=lambda line: click.echo(f"llmhost: {line}", err=True))
