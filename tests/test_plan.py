@@ -11,6 +11,8 @@ from click.testing import CliRunner
 from llmhost import gguf_header, plan
 from llmhost.main import cli
 
+from conftest import write_snapshot
+
 GB = 1e9
 # Published Q-file sizes (decimal GB, as Hugging Face lists them) of real GGUF files, with their repositories.
 PUBLISHED = [
@@ -124,3 +126,19 @@ def test_not_gguf_and_truncated_gguf(tmp_path, gemma):
     for path, needle in ((other, "is not GGUF"), (truncated, "truncated"), (tmp_path / "none.gguf", "is not a file")):
         result = CliRunner().invoke(cli, ["plan", str(path)])
         assert result.exit_code == 2 and needle in result.output, result.output
+
+
+@pytest.mark.parametrize("args,needle", [(["--params", "0", "--quant", "Q4_K_M"], "--params '0'"),
+                                         (["--params", "7B", "--quant", "Q4_K_M", "--gpu-mem", "0"], "--gpu-mem '0'"),
+                                         (["--params", "7B", "--quant", "Q4_K_M", "--ram", "0GiB"], "--ram '0GiB'")])
+def test_zero_sizes_and_counts_are_refused(args, needle):
+    result = CliRunner().invoke(cli, ["plan", *args])
+    assert result.exit_code == 2 and needle in result.output and "more than 0" in result.output
+
+
+def test_without_ram_the_hosts_ram_is_judged_not_assumed(tmp_path):
+    snap = write_snapshot(tmp_path / "s", files={"/proc/meminfo": "MemTotal:        8388608 kB\n"})
+    result = CliRunner().invoke(cli, ["plan", "--params", "70B", "--quant", "Q4_K_M", "--gpu-mem", "24GiB",
+                                      "--snapshot", str(snap), "--json"])
+    data = json.loads(result.output)
+    assert data["host"]["ram"] == 8 << 30 and data["fit"]["ram_ok"] is False and result.exit_code == 1

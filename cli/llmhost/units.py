@@ -16,7 +16,10 @@ def parse_size(text: str, option: str) -> int:
     if not match:
         raise LlmhostError(f"{option} {text!r} is not a size: expected a number with K, M, G or T, e.g. 24GiB")
     value, unit = float(match.group(1)), match.group(2).upper()
-    return int(value * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[unit])
+    size = int(value * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[unit])
+    if size <= 0:
+        raise LlmhostError(f"{option} {text!r} is not a size: expected more than 0, e.g. 24GiB")
+    return size
 
 
 def parse_count(text: str, option: str) -> int:
@@ -25,4 +28,7 @@ def parse_count(text: str, option: str) -> int:
     if not match:
         raise LlmhostError(f"{option} {text!r} is not a parameter count: expected e.g. 7B, 70B, 270M")
     value, unit = float(match.group(1)), match.group(2).upper()
-    return int(value * {"": 1, "K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}[unit])
+    count = int(value * {"": 1, "K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}[unit])
+    if count <= 0:
+        raise LlmhostError(f"{option} {text!r} is not a parameter count: expected more than 0, e.g. 7B")
+    return count

@@ -105,6 +105,11 @@ def plan(gguf_path, model_name, params, quant, layers, kv_heads, head_dim, heads
     if gpu_mem is not None or ram is not None:
         gpus = [parse_size(s, "--gpu-mem") for s in gpu_mem.split(",") if s.strip()] if gpu_mem else []
         hw = engine.Hardware(gpus, parse_size(ram, "--ram") if ram else None, source="given")
+        if ram is None:
+            # Unknown is not "enough": the RAM comes from this host (or the snapshot) when not given.
+            host = _hardware_from_host(snapshot_path)
+            hw.ram, hw.cpus, hw.cores, hw.numa_nodes = host.ram, host.cpus, host.cores, host.numa_nodes
+            hw.source = f"given GPUs; RAM of {host.source}"
     else:
         hw = _hardware_from_host(snapshot_path)
     result = engine.plan(model, hw, ctx, parallel, kv_type)
