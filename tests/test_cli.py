@@ -118,6 +118,19 @@ def test_redact_drops_serials_and_uuids():
     assert b"1321120031234" not in snapshot.redact(xml)
     assert b"5e1a2b3c" not in snapshot.redact(log)
     assert b'"serial": null' in snapshot.redact(b'{"serial": "1321120031234"}')
+    lspci = b"\tCapabilities: [100 v1] Device Serial Number 48-b0-2d-ff-ff-3a-c2-01\n"
+    kernel = b"NVRM: GPU Board Serial Number: 1321519028451\n"
+    assert snapshot.redact(lspci) == b"\tCapabilities: [100 v1] Device Serial Number REDACTED\n"
+    assert snapshot.redact(kernel) == b"NVRM: GPU Board Serial Number: REDACTED\n"
+
+
+@pytest.mark.parametrize("make,needle", [(lambda p: (p.write_text("x"), p)[1], "already exists"),
+                                         (lambda p: p.parent / "file" / "sub.tar.gz", "cannot be written")])
+def test_snapshot_never_overwrites_and_says_why_it_cannot_write(runner, tmp_path, make, needle):
+    (tmp_path / "file").write_text("a file, not a directory")
+    target = make(tmp_path / "host.tar.gz")
+    result = runner.invoke(cli, ["snapshot", str(target)])
+    assert result.exit_code == 2 and needle in result.output and len(result.output.strip().splitlines()) == 1
 
 
 def test_live_on_this_gpu_less_machine_says_so(runner):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import shutil
 import socket
@@ -18,13 +19,30 @@ from llmhost.hostio import COMMANDS, SNAPSHOT_SCHEMA, LiveHost
 _UUID = re.compile(rb"\b(GPU|MIG)-[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\b")
 _XML_SECRET = re.compile(rb"<(serial|uuid|board_id|board_part_number)>[^<]*</\1>")
 _JSON_SECRET = re.compile(rb'"(serial|uuid)": "[^"]*"')
+# lspci -vvv "Device Serial Number 48-b0-2d-ff-ff-3a-c2-01"; the kernel log "GPU Board Serial Number: 1321..."
+_TEXT_SERIAL = re.compile(rb"(Serial Number:?[ \t]*)[0-9A-Za-z][0-9A-Za-z:-]{3,}")
 
 
 def redact(data: bytes) -> bytes:
     """Drop serial numbers and UUIDs (GPU and MIG) wherever they appear."""
     data = _XML_SECRET.sub(lambda m: b"<" + m.group(1) + b"></" + m.group(1) + b">", data)
     data = _JSON_SECRET.sub(lambda m: b'"' + m.group(1) + b'": null', data)
+    data = _TEXT_SERIAL.sub(lambda m: m.group(1) + b"REDACTED", data)
     return _UUID.sub(lambda m: m.group(1) + b"-REDACTED", data)
+
+
+def check_target(path: str) -> Path:
+    """Refuse, before anything is captured, a path that exists (nothing is overwritten) or cannot be written."""
+    target = Path(path)
+    archive = target.name.endswith((".tar.gz", ".tgz"))
+    if target.exists() and (archive or not target.is_dir()):
+        raise LlmhostError(f"snapshot {path!r} already exists: choose a new path (nothing is overwritten)")
+    if target.is_dir() and any(target.iterdir()):
+        raise LlmhostError(f"snapshot directory {path!r} is not empty: choose a new path")
+    parent = next((p for p in (target.parent, *target.parent.parents) if p.exists()), Path("/"))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise LlmhostError(f"snapshot {path!r} cannot be written: {parent} is not a writable directory")
+    return target
 
 
 def capture(model_dir: str | None = None) -> LiveHost:
@@ -38,10 +56,8 @@ def capture(model_dir: str | None = None) -> LiveHost:
 
 def write(host: LiveHost, path: str, redact_ids: bool = False) -> Path:
     """Write a recorded host to PATH: a directory, or a .tar.gz when PATH ends so."""
-    target = Path(path)
+    target = check_target(path)
     archive = target.name.endswith((".tar.gz", ".tgz"))
-    if target.exists() and not archive and any(target.iterdir()):
-        raise LlmhostError(f"snapshot directory {path!r} is not empty: choose a new path")
     staging = Path(tempfile.mkdtemp(prefix="llmhost-snap-")) if archive else target
     clean = redact if redact_ids else (lambda data: data)
     try:
@@ -74,6 +90,8 @@ def write(host: LiveHost, path: str, redact_ids: bool = False) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             with tarfile.open(target, "w:gz") as tar:
                 tar.add(staging, arcname=".")
+    except OSError as exc:
+        raise LlmhostError(f"snapshot {path!r} could not be written: {exc.strerror or exc}") from None
     finally:
         if archive:
             shutil.rmtree(staging, ignore_errors=True)

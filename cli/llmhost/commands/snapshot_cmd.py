@@ -16,6 +16,7 @@ def snapshot(path, redact, model_dir):
 
     Replay it anywhere with 'llmhost preflight --snapshot PATH'.
     """
+    snap.check_target(path)  # before the capture, which takes seconds
     host = snap.capture(model_dir)
     written = snap.write(host, path, redact_ids=redact)
     click.echo(f"llmhost: snapshot of {len(host.files)} files and {len(host.commands)} commands written to {written}")
