@@ -99,3 +99,17 @@ def test_an_archive_with_a_link_out_of_it_is_refused(tmp_path):
 def test_an_empty_snapshot_option_is_refused(tmp_path):
     proc = _preflight("")
     assert proc.returncode == 2 and "'--snapshot': is empty" in proc.stderr
+
+
+def test_nvml_json_with_values_of_the_wrong_type_reads_as_unknown(tmp_path):
+    nvml = {"driver_version": ["550"], "cuda_version": 12.4, "gpus": [
+        {"address": ["0000:01:00.0"], "name": {"x": 1}, "vram_mib": "81559", "temperature_c": True},
+        {"address": "0000:02:00.0", "name": ["H100"], "vram_mib": 81559, "throttle": {"hw_slowdown": "yes"}},
+        "not a gpu", None]}
+    snap = write_snapshot(tmp_path / "s", cmds={"nvml": (json.dumps(nvml), "", 0)})
+    proc = _preflight(snap)
+    assert proc.returncode in (0, 1)
+    plan = subprocess.run([sys.executable, "-m", "llmhost", "plan", "--params", "8B", "--quant", "Q4_K_M",
+                           "--snapshot", str(snap), "--json"], capture_output=True, text=True, timeout=60, check=False)
+    assert "Traceback" not in plan.stderr and plan.returncode in (0, 1)
+    assert json.loads(plan.stdout)["host"]["gpus"] == [81559 << 20]  # only the well-typed record counts

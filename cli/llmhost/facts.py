@@ -14,7 +14,7 @@ from typing import Any
 
 import distro
 
-from llmhost import knowledge
+from llmhost import knowledge, nvml
 from llmhost.hostio import Host
 from llmhost.parsers import ParseError, nvsmi, system, topo
 from llmhost.parsers.pci import bar_sizes, gen_from_speed, normalize_address, parse_int, parse_lspci
@@ -131,7 +131,7 @@ class Facts:
             data = json.loads(result.out)
         except ValueError:
             return None
-        return data if isinstance(data, dict) and isinstance(data.get("gpus"), list) else None
+        return nvml.typed(data)
 
     @cached_property
     def gpus(self) -> list[dict[str, Any]]:

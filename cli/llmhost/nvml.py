@@ -95,6 +95,44 @@ def _gpu(pynvml, index: int, driver: str, cuda: str | None) -> dict[str, Any]:
     }
 
 
+# What each field of a GPU record holds: a replayed record (a snapshot's cmd/nvml.out, which anyone
+# can write) keeps only values of these types; anything else reads as unknown.
+_NUMBER = (int, float)
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "address": (str,), "name": (str,), "architecture": (str,), "pci_device_id": (str,), "uuid": (str,),
+    "serial": (str,), "driver_version": (str,), "cuda_version": (str,), "vram_mib": (int,), "bar1_mib": (int,),
+    "persistence_mode": (bool,), "mig_current": (bool,), "mig_pending": (bool,), "link_gen_current": (int,),
+    "link_gen_max": (int,), "link_width_current": (int,), "link_width_max": (int,), "utilization_pct": _NUMBER,
+    "ecc_enabled": (bool,), "ecc_corrected": (int,), "ecc_uncorrected": (int,), "retired_pages": (int,),
+    "retired_pending": (bool,), "remap_uncorrectable": (int,), "remap_pending": (bool,), "remap_failure": (bool,),
+    "temperature_c": _NUMBER, "slowdown_c": _NUMBER, "shutdown_c": _NUMBER, "throttle": (dict,),
+    "power_limit_w": _NUMBER, "power_default_w": _NUMBER, "power_min_w": _NUMBER, "power_max_w": _NUMBER,
+}
+TOP_TYPES: dict[str, tuple[type, ...]] = {"driver_version": (str,), "cuda_version": (str,), "attached_gpus": (int,)}
+
+
+def _of_type(value: Any, types: tuple[type, ...]) -> bool:
+    # bool is an int in Python; a count or a size that is True is not a number.
+    return isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+
+
+def typed(data: Any) -> dict[str, Any] | None:
+    """A replayed NVML record -> the same with every value of the wrong type dropped (None when it is
+    not a record at all)."""
+    if not isinstance(data, dict) or not isinstance(data.get("gpus"), list):
+        return None
+    out = {k: v for k, v in data.items() if k in TOP_TYPES and _of_type(v, TOP_TYPES[k])}
+    gpus = []
+    for gpu in data["gpus"]:
+        if isinstance(gpu, dict):
+            record = {k: v for k, v in gpu.items() if k in FIELD_TYPES and _of_type(v, FIELD_TYPES[k])}
+            if isinstance(record.get("throttle"), dict):
+                record["throttle"] = {str(k): v for k, v in record["throttle"].items() if isinstance(v, bool)}
+            gpus.append(record)
+    out["gpus"] = gpus
+    return out
+
+
 def read() -> tuple[dict[str, Any] | None, str | None]:
     """-> (facts, None) or (None, why NVML could not be used)."""
     try:
