@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import REAL, replay, results, smi, status, sysfs_gpu
+from conftest import REAL, replay, results, smi, status, sysfs_gpu, write_snapshot
 
 T4 = "0000:00:1e.0"
 A100 = "0000:01:00.0"
@@ -216,11 +216,39 @@ def test_unsupported_os_warns(snap):
     assert status(report, "os.supported") == "warn"
 
 
+INTEL_ONLY_BUS = {"/sys/bus/pci/devices/0000:00:02.0/vendor": "0x8086\n",
+                  "/sys/bus/pci/devices/0000:00:02.0/class": "0x030000\n"}
+
+
 def test_no_gpu_host_fails_gpu_present_and_skips_the_rest(snap):
-    report = replay(snap(cmds={"nvidia-smi-q-x": NOT_INSTALLED}))
+    report = replay(snap(files=INTEL_ONLY_BUS, cmds={"nvidia-smi-q-x": NOT_INSTALLED}))
     assert status(report, "gpu.present") == "fail"
     for check_id in ("gpu.ecc", "pcie.link_width", "driver.loaded", "compat.gpu_driver"):
         assert status(report, check_id) == "skip"
+
+
+def test_without_a_source_that_lists_gpus_their_absence_is_unknown_not_no(snap):
+    # A bare box before the driver: no nvidia-smi, and this snapshot holds no sysfs or lspci.
+    report = replay(snap(cmds={"nvidia-smi-q-x": NOT_INSTALLED}))
+    assert status(report, "gpu.present") == "skip"
+    assert status(report, "driver.secure_boot") == "skip" and status(report, "numa.balancing") != "fail"
+
+
+def test_single_source_snapshots_judge_what_their_source_shows(tmp_path):
+    lspci = write_snapshot(tmp_path / "lspci", base=False,
+                           cmds={"lspci-vvv": ((REAL / "lspci-rtx-a6000.txt").read_text(), "", 0)})
+    report = replay(lspci)
+    assert status(report, "gpu.present") == "pass" and status(report, "pcie.link_width") == "pass"
+    assert status(report, "pcie.resizable_bar") == "warn" and status(report, "driver.loaded") == "skip"
+    assert status(report, "driver.secure_boot") == "skip" and status(report, "numa.gpu_affinity") == "skip"
+    smi_only = write_snapshot(tmp_path / "smi", base=False, cmds={"nvidia-smi-q-x": smi("nvsmi-tesla-t4-515.105.01.xml")})
+    report = replay(smi_only)
+    assert status(report, "gpu.present") == "pass" and status(report, "driver.loaded") == "pass"
+    assert status(report, "pcie.link_width") == "fail"  # the T4 capture is at x8 of x16
+    mismatch = write_snapshot(tmp_path / "err", base=False, cmds={"nvidia-smi-q-x": (
+        (REAL / "nvidia-smi-err-version-mismatch.txt").read_text(), "", 18)})
+    report = replay(mismatch)
+    assert status(report, "gpu.present") == "skip" and status(report, "driver.loaded") == "fail"
 
 
 def test_skip_and_only(snap):
@@ -253,8 +281,13 @@ def test_nvswitch_baseboard_needs_fabric_manager_running(snap, service, expected
 
 
 def test_no_nvswitch_means_no_fabric_manager_needed(snap):
-    report = replay(snap(cmds={"nvidia-smi-q-x": smi("nvsmi-a100-sxm4-80gb-mig-535.54.03.xml")}))
+    report = replay(snap(files=INTEL_ONLY_BUS, cmds={"nvidia-smi-q-x": smi("nvsmi-a100-sxm4-80gb-mig-535.54.03.xml")}))
     assert status(report, "gpu.fabric_manager") == "pass"
+
+
+def test_without_the_pci_bus_nobody_can_say_there_is_no_nvswitch(tmp_path):
+    report = replay(write_snapshot(tmp_path / "s", cmds={"nvidia-smi-q-x": smi("nvsmi-a100-sxm4-80gb-mig-535.54.03.xml")}))
+    assert status(report, "gpu.fabric_manager") == "skip"
 
 
 @pytest.mark.parametrize("state, fabric_status, expected", [

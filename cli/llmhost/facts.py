@@ -43,6 +43,9 @@ def _parse(parser, text, what: str):
         raise Unavailable(f"{what} could not be read: {exc}") from None
 
 
+_GEN_BY_GT = {2.5: 1, 5.0: 2, 8.0: 3, 16.0: 4, 32.0: 5, 64.0: 6}  # PCIe generation by transfer rate
+
+
 class Facts:
     def __init__(self, host: Host, model_dir: str | None = None, model_bytes: int | None = None,
                  model_dir_fixed: bool = False):
@@ -107,9 +110,41 @@ class Facts:
         return gpus
 
     @cached_property
+    def lspci_gpus(self) -> list[dict[str, Any]]:
+        """NVIDIA display/3D controllers as `lspci -vvv` shows them: enough, alone, to know the GPUs,
+        their architecture (the chip code), their links and BAR1 (what users paste into tickets)."""
+        try:
+            devices = self.lspci
+        except Unavailable:
+            return []
+        gpus = []
+        for address, device in devices.items():
+            name = device.get("name", "")
+            if "NVIDIA" not in name or not re.match(r"(VGA compatible|3D) controller:", name):
+                continue
+            product = re.search(r"\[([^\]]+)\]", name.split("NVIDIA Corporation", 1)[-1])
+            bar1 = (device.get("regions") or {}).get(1)
+            gpus.append({
+                "address": address, "name": product.group(1) if product else None,
+                "architecture": knowledge.arch_for_chip(name),
+                "link_width_current": device.get("link_sta_width"), "link_width_max": device.get("link_cap_width"),
+                "link_gen_current": _GEN_BY_GT.get(device.get("link_sta_gt")),
+                "link_gen_max": _GEN_BY_GT.get(device.get("link_cap_gt")),
+                "bar1_mib": bar1 // (1 << 20) if bar1 else None,
+            })
+        return gpus
+
+    @cached_property
     def nvswitch_count(self) -> int:
-        """NVSwitch chips on the PCI bus (NVIDIA bridges, class 0x0680), as HGX/DGX baseboards carry them."""
-        return sum(1 for _, klass in self.nvidia_pci_functions if klass.startswith("0x0680"))
+        """NVSwitch chips on the PCI bus (NVIDIA bridges, class 0x0680), as HGX/DGX baseboards carry them:
+        from sysfs, else from lspci ('Bridge: NVIDIA Corporation ...'); Unavailable when neither was read."""
+        if self.host.knows(PCI_DEVICES):
+            return sum(1 for _, klass in self.nvidia_pci_functions if klass.startswith("0x0680"))
+        try:
+            devices = self.lspci
+        except Unavailable:
+            raise Unavailable("neither sysfs nor lspci shows the PCI bus") from None
+        return sum(1 for d in devices.values() if re.match(r"Bridge: NVIDIA", d.get("name", "")))
 
     @cached_property
     def smi(self) -> dict[str, Any] | None:
@@ -135,9 +170,11 @@ class Facts:
 
     @cached_property
     def gpus(self) -> list[dict[str, Any]]:
-        """One record per GPU, keyed by PCI address: sysfs, then nvidia-smi, then NVML on top."""
+        """One record per GPU, keyed by PCI address: sysfs, lspci, then nvidia-smi, then NVML on top.
+        Any one of them alone is enough to know a GPU is there."""
         merged: dict[str, dict[str, Any]] = {}
-        for source in (self.pci_gpus, (self.smi or {}).get("gpus", []), (self.nvml or {}).get("gpus", [])):
+        for source in (self.pci_gpus, self.lspci_gpus, (self.smi or {}).get("gpus", []),
+                       (self.nvml or {}).get("gpus", [])):
             for gpu in source:
                 if not isinstance(gpu, dict) or not gpu.get("address"):
                     continue
@@ -150,6 +187,21 @@ class Facts:
                 entry = knowledge.gpu_by_pci_id(record["pci_device_id"])
                 record["product"] = entry["name"] if entry else record.get("name")
         return [merged[a] for a in sorted(merged)]
+
+    @cached_property
+    def gpus_absent(self) -> bool:
+        """True only when a source that would list a GPU was read and lists none (a readable sysfs PCI
+        bus, lspci's output, nvidia-smi's XML or NVML); with none of them, the absence is unknown."""
+        if self.gpus:
+            return False
+        if self.host.knows(PCI_DEVICES) and self.host.listdir(PCI_DEVICES) is not None:
+            return True
+        try:
+            self.lspci
+            return True
+        except Unavailable:
+            pass
+        return self.smi is not None or self.nvml is not None
 
     def gpu_list(self) -> list[dict[str, Any]]:
         return _need(self.gpus or None, "no NVIDIA GPU found")
@@ -186,6 +238,10 @@ class Facts:
                     "detail": "Failed to initialize NVML: Driver/library version mismatch"
                               + (f" (kernel module {module})" if module else "")}
         module_loaded = self.kernel_module is not None or "nvidia" in self._modules_or_empty()
+        if smi is None and not module_loaded and not (self.host.knows(DRIVER_VERSION_FILE)
+                                                      and self.host.knows("/proc/modules")):
+            return {"state": "not-captured", "version": None,
+                    "detail": "neither nvidia-smi's output nor the loaded modules were captured"}
         if (smi is None or smi.not_installed) and not module_loaded:
             return {"state": "not-installed", "version": None, "detail": "no nvidia-smi and no nvidia kernel module"}
         if kind == "no-driver" or not module_loaded:
@@ -236,6 +292,8 @@ class Facts:
 
     @cached_property
     def numa_nodes(self) -> list[int]:
+        if not self.host.knows("/sys/devices/system/node"):
+            raise Unavailable("the NUMA layout (/sys/devices/system/node) was not captured")
         names = self.host.listdir("/sys/devices/system/node") or []
         nodes = sorted(int(n[4:]) for n in names if re.fullmatch(r"node\d+", n))
         if not nodes:

@@ -5,7 +5,9 @@ record everything it was asked for, and that record *is* the snapshot: replaying
 questions and gets the same answers, so a snapshot replays to the same results as the live run.
 
 Snapshot layout (schema llmhost.snapshot/1), a directory or a .tar.gz of one:
-  snapshot.json                       {"schema", "hostname", "captured_at"} (optional on replay)
+  snapshot.json                       {"schema", "hostname", "captured_at", "absent": [paths asked
+                                      for and not found]} (optional on replay; without "absent", a
+                                      path is known only where the snapshot holds its tree)
   root/<absolute path>                copies of the files read
   cmd/<name>.out|.err|.rc             output of the fixed command set below (absent .rc means 0)
 """
@@ -77,6 +79,11 @@ class Host:
     def run(self, name: str) -> CommandResult | None:
         raise NotImplementedError
 
+    def knows(self, path: str) -> bool:
+        """Whether this host can say anything about path: None from read/listdir then means 'absent',
+        not 'unknown'. A live machine always can."""
+        return True
+
 
 class LiveHost(Host):
     """This machine. With record=True it keeps a copy of every answer, to be saved as a snapshot."""
@@ -89,11 +96,14 @@ class LiveHost(Host):
         self.commands: dict[str, CommandResult] = {}
         self._nvml_reader = nvml_reader
         self.listings: dict[str, list[str] | None] = {}
+        self.absent: set[str] = set()  # paths asked for that this machine does not have
 
     def read_bytes(self, path: str) -> bytes | None:
         try:
             data = _read_capped(path)
         except (OSError, ValueError):
+            if self.recording:
+                self.absent.add(path)
             return None
         if self.recording:
             self.files[path] = data
@@ -105,6 +115,8 @@ class LiveHost(Host):
                 self.listings[path] = sorted(os.listdir(path))
             except OSError:
                 self.listings[path] = None
+                if self.recording:
+                    self.absent.add(path)
         return self.listings[path]
 
     def run(self, name: str) -> CommandResult | None:
@@ -190,6 +202,24 @@ class SnapshotHost(Host):
                 raise LlmhostError(f"snapshot {directory}: schema {self.meta.get('schema')!r} is not {SNAPSHOT_SCHEMA}")
         if not (directory / "root").is_dir() and not (directory / "cmd").is_dir():
             raise LlmhostError(f"snapshot {directory}: has neither root/ nor cmd/; expected an llmhost snapshot")
+
+    def knows(self, path: str) -> bool:
+        """A snapshot speaks only for what it recorded. `llmhost snapshot` lists the paths it asked for
+        and did not find (snapshot.json 'absent'); for a snapshot without that list (hand-made, or
+        older), a path is known when the snapshot holds its tree (root/sys/firmware for /sys/firmware/efi).
+        A pasted lspci or nvidia-smi output alone says nothing about files: their absence is unknown."""
+        parts = [p for p in path.split("/") if p]
+        if not parts:
+            return False
+        try:
+            if (self.directory / "root" / "/".join(parts)).exists():
+                return True
+        except OSError:
+            return False
+        absent = self.meta.get("absent")
+        if isinstance(absent, list):
+            return any(path == a or path.startswith(str(a).rstrip("/") + "/") for a in absent if isinstance(a, str))
+        return (self.directory / "root" / "/".join(parts[:2])).is_dir()
 
     def _path(self, path: str) -> Path:
         root = (self.directory / "root").resolve()

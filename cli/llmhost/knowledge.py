@@ -89,6 +89,18 @@ def gpu_by_pci_id(device_id: str) -> dict[str, Any] | None:
     return {"pci_id": text, **entry} if entry else None
 
 
+_CHIP = re.compile(r"\b([A-Z]{2})\d{3}[A-Z]{0,3}\b")
+
+
+def arch_for_chip(text: str) -> str | None:
+    """'NVIDIA Corporation GA102GL [RTX A6000]' (lspci, pci.ids) -> 'ampere', from the chip code."""
+    codes = {m.group(1) for m in _CHIP.finditer(text or "")}
+    for row in load("architectures")["architectures"]:
+        if codes & set(row.get("chips", [])):
+            return row["name"]
+    return None
+
+
 def arch_for_name(product: str) -> str | None:
     for row in load("gpus")["name_patterns"]:
         if re.search(row["pattern"], product, re.IGNORECASE):

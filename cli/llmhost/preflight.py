@@ -83,7 +83,7 @@ def run(host: Host, source: str = "live", only=(), skip=(), model_dir: str | Non
         if check_id in skip:
             results.append(Result(check_id, "skip", "host", "skipped on request (--skip)"))
             continue
-        if check.needs_gpu and not facts.gpus:
+        if check.needs_gpu and facts.gpus_absent:
             results.append(Result(check_id, "skip", "host", NO_GPU))
             continue
         try:

@@ -64,7 +64,8 @@ def write(host: LiveHost, path: str, redact_ids: bool = False) -> Path:
         staging.mkdir(parents=True, exist_ok=True)
         meta = {"schema": SNAPSHOT_SCHEMA, "hostname": socket.gethostname(),
                 "captured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "redacted": redact_ids, "commands": {n: [" ".join(a) for a in alts] for n, alts in COMMANDS.items()}}
+                "redacted": redact_ids, "commands": {n: [" ".join(a) for a in alts] for n, alts in COMMANDS.items()},
+                "absent": sorted(host.absent)}
         (staging / "snapshot.json").write_text(json.dumps(meta, indent=2) + "\n")
         for file_path, data in host.files.items():
             dest = staging / "root" / file_path.lstrip("/")

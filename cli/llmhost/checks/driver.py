@@ -22,7 +22,9 @@ REMEDIES = {
 @check("driver.loaded", "The NVIDIA driver is installed and answers", needs_gpu=True)
 def loaded(facts: Facts):
     state = facts.driver_state
-    if state["state"] == "loaded":
+    if state["state"] == "not-captured":
+        yield skipped(state["detail"])
+    elif state["state"] == "loaded":
         module = facts.kernel_module or {}
         flavour = f", {module['flavour']} kernel modules" if module.get("flavour") else ""
         yield passed(f"driver {state['version']} loaded{flavour}", version=state["version"],
@@ -58,6 +60,9 @@ def secure_boot(facts: Facts):
             except ParseError:
                 enabled = None
     if enabled is None:
+        if not facts.host.knows("/sys/firmware/efi"):
+            yield skipped("Secure Boot state unknown (neither mokutil's answer nor /sys/firmware was captured)")
+            return
         if facts.host.listdir("/sys/firmware/efi") is None:
             yield passed("legacy BIOS boot: no Secure Boot")
         else:

@@ -19,6 +19,9 @@ def _per_gpu(facts: Facts):
 @check("gpu.present", "An NVIDIA GPU is present")
 def present(facts: Facts):
     gpus = facts.gpus
+    if not gpus and not facts.gpus_absent:
+        yield skipped("no GPU source was captured (sysfs PCI bus, lspci, nvidia-smi's XML, NVML): GPUs unknown")
+        return
     if not gpus:
         listed = facts.host.listdir("/sys/bus/pci/devices")
         where = "sysfs lists no NVIDIA display or 3D controller" if listed is not None else "sysfs PCI devices are not readable"

@@ -10,7 +10,10 @@ from llmhost.parsers import is_number
 
 @check("numa.gpu_affinity", "Each GPU's NUMA node and local CPUs are known")
 def gpu_affinity(facts: Facts):
-    nodes = facts.numa_nodes
+    try:
+        nodes = facts.numa_nodes
+    except Unavailable:
+        nodes = None  # the layout is unknown: a GPU whose node is not said is not judged
     topo = {}
     try:
         topo = {i: row for i, row in enumerate(facts.topology)}
@@ -25,7 +28,9 @@ def gpu_affinity(facts: Facts):
             node = int(affinity) if is_number(affinity) else None
             cpus = cpus or topo[index].get("cpu_affinity")
         if node is None:
-            if len(nodes) > 1:
+            if nodes is None:
+                yield skipped("NUMA node and layout not captured", gpu["address"])
+            elif len(nodes) > 1:
                 yield warned(f"NUMA node unknown on a {len(nodes)}-node host", "read it from "
                              f"/sys/bus/pci/devices/{gpu['address']}/numa_node; firmware may hide it (enable ACPI SRAT/"
                              "NUMA in the BIOS)", gpu["address"])
@@ -41,9 +46,15 @@ def balancing(facts: Facts):
     try:
         value = facts.sysctl("kernel.numa_balancing")
     except Unavailable:
-        yield passed("kernel has no automatic NUMA balancing")
+        if facts.host.knows("/proc/sys/kernel"):
+            yield passed("kernel has no automatic NUMA balancing")
+        else:
+            yield skipped("kernel.numa_balancing was not captured")
         return
-    nodes = len(facts.numa_nodes) or 1
+    try:
+        nodes = len(facts.numa_nodes) or 1
+    except Unavailable:
+        nodes = 1
     if value != want and nodes > 1:
         yield warned(f"kernel.numa_balancing={value} on {nodes} NUMA nodes: pages of a pinned runtime migrate",
                      f"set kernel.numa_balancing={want} (role host_tuning)", value=value, nodes=nodes)

@@ -33,7 +33,11 @@ def _hardware_from_host(snapshot_path: str | None) -> engine.Hardware:
             cores = max(1, cpus // system.threads_per_core(facts.cpuinfo)) if cpus else None
         except (Unavailable, ValueError):
             cpus = cores = None
-        return engine.Hardware(gpus, ram, cpus, max(1, len(facts.numa_nodes)), cores,
+        try:
+            nodes = max(1, len(facts.numa_nodes))
+        except Unavailable:
+            nodes = 1
+        return engine.Hardware(gpus, ram, cpus, nodes, cores,
                                f"snapshot {snapshot_path}" if snapshot_path else "this host")
     finally:
         if tmp:

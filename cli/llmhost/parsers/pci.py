@@ -62,7 +62,7 @@ def _bytes(text: str) -> int | None:
 
 def parse_lspci(text: str) -> dict[str, dict[str, Any]]:
     """`lspci -vvv -D` (or -vv) -> {address: {name, link_cap_gt, link_cap_width, link_sta_gt,
-    link_sta_width, link_sta_downgraded, rebar: {bar: {current, supported: [...]}}}}."""
+    link_sta_width, link_sta_downgraded, regions: {n: bytes}, rebar: {bar: {current, supported: [...]}}}}."""
     if text is None:
         raise ParseError("lspci output is missing")
     devices: dict[str, dict[str, Any]] = {}
@@ -89,6 +89,10 @@ def parse_lspci(text: str) -> dict[str, dict[str, Any]]:
             current["link_sta_gt"] = float(speed.group(1)) if speed else None
             current["link_sta_width"] = int(width.group(1)) if width else None
             current["link_sta_downgraded"] = "downgraded" in stripped
+        elif stripped.startswith("Region ") and "[size=" in stripped:
+            region = re.match(r"Region (\d+): Memory at .*\[size=(\S+?)\]", stripped)
+            if region:
+                current.setdefault("regions", {})[int(region.group(1))] = _bytes(region.group(2))
         elif re.match(r"BAR \d+: current size:", stripped):
             bar = re.match(r"BAR (\d+): current size: (\S+), supported: (.*)$", stripped)
             if bar:
