@@ -69,6 +69,11 @@ def check_known(args: Args, aliases: dict[str, str], server: str) -> None:
                            "source or version)")
 
 
+def _given(pairs: list[tuple[str, Any]]) -> Args:
+    """Where a server listens and what it serves: the flags whose value was given."""
+    return [[flag, str(value)] for flag, value in pairs if value]
+
+
 def chat_template_for(arch: str | None, has_template: bool) -> str | None:
     """A built-in template for a GGUF that carries none (llama-server would fall back to chatml)."""
     if has_template:
@@ -88,15 +93,7 @@ def llama_server(settings: dict[str, Any], *, model: str | None = None, alias: s
     takes its CPU map from the process (numactl) instead of spreading over every node (distribute).
     help_text: the installed binary's --help; with it, spellings are resolved and every flag checked.
     """
-    args: Args = []
-    if model:
-        args.append(["--model", model])
-    if alias:
-        args.append(["--alias", alias])
-    if host:
-        args.append(["--host", host])
-    if port:
-        args.append(["--port", str(port)])
+    args = _given([("--model", model), ("--alias", alias), ("--host", host), ("--port", port)])
     if settings.get("gpu_layers") is not None:
         args.append(["--gpu-layers", str(settings["gpu_layers"])])
     args += [["--ctx-size", str(settings["context_per_slot"] * settings["slots"])],
@@ -142,13 +139,7 @@ def vllm(settings: dict[str, Any], *, alias: str | None = None, host: str | None
          help_text: str | None = None, server: str = "vllm") -> Args:
     """plan settings -> `vllm serve MODEL` flags. The API key reaches vLLM as VLLM_API_KEY from the
     unit's environment file, never on the command line."""
-    args: Args = []
-    if alias:
-        args.append(["--served-model-name", alias])
-    if host:
-        args.append(["--host", host])
-    if port:
-        args.append(["--port", str(port)])
+    args = _given([("--served-model-name", alias), ("--host", host), ("--port", port)])
     args += [["--tensor-parallel-size", str(settings["tensor_parallel"])],
              ["--max-model-len", str(settings["context_per_slot"])],
              ["--gpu-memory-utilization", str(settings["gpu_memory_utilization"])],
