@@ -118,7 +118,6 @@ def prove(install_dir, model, args_json, user, cpu_only, variants, timeout):
     if not isinstance(args, list) or not all(isinstance(p, list) and p and all(isinstance(x, str) for x in p)
                                              for p in args):
         raise LlmhostError(f"--args-json {args_json!r} must hold [[flag, value], ...] of strings")
-    args = [p for p in args if p[0] != "--model"] + [["--model", model]]
     if user and os.geteuid() != 0:
         raise LlmhostError(f"--user {user} needs root")
     chosen = [v.strip() for v in variants.split(",") if v.strip()] if variants else None

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import distro
+
 from llmhost import knowledge
 from llmhost.errors import LlmhostError
 
@@ -266,7 +268,7 @@ def _cuda_version(nvcc: str) -> str:
 
 
 def _deterministic_tar(stage: Path, target: Path, top: str) -> None:
-    """Sorted entries, fixed times and owners: the same build gives the same bytes."""
+    """Sorted entries, fixed times and owners: the same staged files give the same bytes."""
     part = target.with_suffix(".part")
     with part.open("wb") as out, gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6) as gz, \
             tarfile.open(fileobj=gz, mode="w") as archive:
@@ -352,21 +354,13 @@ def _build_locked(spec: BuildSpec, source: str, sha256: str, cache: Path, jobs: 
             "schema": SCHEMA, "id": ident, "source": {**src_record, "llama_cpp_commit": (commit.group(1) or commit.group(2)) if commit else None},
             "build": description, "version": version_text.splitlines()[:2],
             "needs": _elf_needs(elves, {p.name for p in (stage / "bin").iterdir()}),
-            "built_on": {"machine": platform.machine(), "os": _os_name(), "seconds": round(time.monotonic() - started)},
+            "built_on": {"machine": platform.machine(), "os": f"{distro.id()}-{distro.version()}", "seconds": round(time.monotonic() - started)},
             "files": {p.relative_to(stage).as_posix(): _sha256_file(p) for p in sorted(stage.rglob("*"))
                       if p.is_file() and not p.is_symlink()},
         }
-        (stage / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest_text = json.dumps(manifest, indent=2) + "\n"
+        (stage / "manifest.json").write_text(manifest_text)
         _deterministic_tar(stage, tarball, f"llama.cpp-{ident}")
-        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest_path.write_text(manifest_text)
     log(f"built: {tarball} in {manifest['built_on']['seconds']} s")
     return tarball, manifest
-
-
-def _os_name() -> str:
-    try:
-        import distro
-
-        return f"{distro.id()}-{distro.version()}"
-    except ImportError:  # the engine archive carries distro; a bare checkout may not
-        return platform.platform()

@@ -40,12 +40,10 @@ def _override_name(key: str, aliases: dict[str, str] | None) -> str:
     if not bare:
         raise LlmhostError(f"inference_flags key {key!r} is not a flag name: expected e.g. ctx-size or -c")
     spellings = [f"--{bare}", f"-{bare}"]
-    if aliases is None:
-        return spellings[0] if len(bare) > 3 else spellings[1]
     for spelling in spellings:
-        if spelling in aliases:
+        if aliases and spelling in aliases:
             return aliases[spelling]
-    return spellings[0] if len(bare) > 3 else spellings[1]  # unknown: the check below names it
+    return spellings[0] if len(bare) > 3 else spellings[1]  # not in the help: the check names it
 
 
 def apply_overrides(args: Args, overrides: dict[str, Any] | None, aliases: dict[str, str] | None) -> Args:

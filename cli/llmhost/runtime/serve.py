@@ -215,6 +215,7 @@ def prove(install_dir: Path, model: str, args: list[list[str]], *, timeout: floa
     whenever one faults, then the portable base. Its choice is kept (proven.json) and later proofs
     run only the chosen one. -> {ok, variant, cpu_backend, tried: [...], tokens, decode_tokens_per_s}
     """
+    args = [pair for pair in args if pair[0] != "--model"] + [["--model", model]]
     bin_dir, variants_dir = install_dir / "bin", install_dir / "variants"
     server = bin_dir / "llama-server"
     if not server.is_file():
