@@ -78,7 +78,7 @@ def test_no_driver_text_is_told_apart(snap):
     assert loaded.status == "fail" and loaded.data["state"] == "no-driver"
     assert "modprobe nvidia" in loaded.remedy
     # GPU facts still come from sysfs: an H100 identified before any driver answers.
-    assert "H100 SXM5 80GB" in results(report, "gpu.present")[0].message
+    assert "NVIDIA H100 80GB HBM3" in results(report, "gpu.present")[0].message
     assert status(report, "gpu.ecc") == "skip"
 
 

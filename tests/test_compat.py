@@ -15,12 +15,17 @@ from llmhost.versions import parse_cuda, parse_driver
 
 # NVIDIA CUDA release notes, Table 3 (x86_64 Linux minimum driver), as in field.md.
 CUDA_TABLE = [
+    ("11.0", 2, "450.51.05"), ("11.0", 3, "450.51.06"), ("11.1", 0, "455.23"), ("11.1", 1, "455.32"),
+    ("11.2", 0, "460.27.03"), ("11.2", 1, "460.32.03"), ("11.3", 0, "465.19.01"), ("11.4", 0, "470.42.01"),
+    ("11.4", 1, "470.57.02"), ("11.4", 3, "470.82.01"), ("11.5", 0, "495.29.05"), ("11.6", 0, "510.39.01"),
+    ("11.6", 1, "510.47.03"), ("11.7", 0, "515.43.04"), ("11.7", 1, "515.48.07"),
     ("11.8", 0, "520.61.05"), ("12.0", 0, "525.60.13"), ("12.0", 1, "525.85.12"), ("12.1", 0, "530.30.02"),
-    ("12.2", 0, "535.54.03"), ("12.2", 2, "535.104.05"), ("12.3", 0, "545.23.06"), ("12.4", 0, "550.54.14"),
-    ("12.4", 1, "550.54.15"), ("12.5", 0, "555.42.02"), ("12.6", 0, "560.28.03"), ("12.6", 3, "560.35.05"),
-    ("12.8", 0, "570.26"), ("12.8", 1, "570.124.06"), ("12.9", 0, "575.51.03"), ("12.9", 1, "575.57.08"),
-    ("13.0", 0, "580.65.06"), ("13.0", 1, "580.82.07"), ("13.0", 2, "580.95.05"), ("13.1", 0, "590.44.01"),
-    ("13.2", 0, "595.45.04"), ("13.3", 0, "610.43.02"),
+    ("12.1", 1, "530.30.02"), ("12.2", 0, "535.54.03"), ("12.2", 1, "535.86.09"), ("12.2", 2, "535.104.05"),
+    ("12.3", 0, "545.23.06"), ("12.3", 1, "545.23.08"), ("12.4", 0, "550.54.14"), ("12.4", 1, "550.54.15"),
+    ("12.5", 0, "555.42.02"), ("12.5", 1, "555.42.06"), ("12.6", 0, "560.28.03"), ("12.6", 1, "560.35.03"),
+    ("12.6", 3, "560.35.05"), ("12.8", 0, "570.26"), ("12.8", 1, "570.124.06"), ("12.9", 0, "575.51.03"),
+    ("12.9", 1, "575.57.08"), ("13.0", 0, "580.65.06"), ("13.0", 1, "580.82.07"), ("13.0", 2, "580.95.05"),
+    ("13.1", 0, "590.44.01"), ("13.2", 0, "595.45.04"), ("13.3", 0, "610.43.02"),
 ]
 ARCH_TABLE = [  # name, compute capabilities, first CUDA, min driver, modules, last branch
     ("blackwell", ["10.0", "10.3", "12.0"], "12.8", "570.26", ["open"], None),
@@ -31,6 +36,8 @@ ARCH_TABLE = [  # name, compute capabilities, first CUDA, min driver, modules, l
     ("volta", ["7.0", "7.2"], "9.0", "384.81", ["proprietary"], 580),
     ("pascal", ["6.0", "6.1", "6.2"], "8.0", "367.48", ["proprietary"], 580),
     ("maxwell", ["5.0", "5.2", "5.3"], "6.5", "340.29", ["proprietary"], 580),
+    ("kepler", ["3.0", "3.5", "3.7"], "5.0", "304.43", ["proprietary"], 470),
+    ("fermi", ["2.0", "2.1"], "3.0", "256.40", ["proprietary"], 390),
 ]
 
 
@@ -69,7 +76,7 @@ def test_minor_version_compatibility_and_its_floor():
 def test_nvcc_component_version_counts_as_ga():
     assert parse_cuda("12.4.131") == parse_cuda("12.4")
     assert str(knowledge.cuda_min_driver(parse_cuda("12.4.131"))) == "550.54.14"
-    assert str(knowledge.cuda_min_driver(parse_cuda("12.6.2"))) == "560.28.03"  # no U2 row: the GA floor
+    assert str(knowledge.cuda_min_driver(parse_cuda("12.6.2"))) == "560.35.03"  # no U2 row: Update 1's floor
 
 
 @pytest.mark.parametrize("arch,driver,modules,verdict", [
@@ -100,7 +107,7 @@ def test_eol_dates():
 
 def test_gpu_identification():
     assert knowledge.resolve_gpu("10de:2330")["arch"] == "hopper"
-    assert knowledge.resolve_gpu("0x233010DE")["name"] == "H100 SXM5 80GB"
+    assert knowledge.resolve_gpu("0x233010DE")["name"] == "NVIDIA H100 80GB HBM3"
     assert knowledge.resolve_gpu("NVIDIA A100-SXM4-80GB")["arch"] == "ampere"
     assert knowledge.resolve_gpu("Tesla T4")["arch"] == "turing"
     assert knowledge.resolve_gpu("GeForce RTX 4090")["vram_gib"] == 24

@@ -12,7 +12,7 @@ from typing import Any
 
 from llmhost import knowledge
 from llmhost.errors import LlmhostError
-from llmhost.versions import CudaVersion, DriverVersion, parse_driver, parse_kernel
+from llmhost.versions import CudaVersion, DriverVersion, parse_driver, parse_kernel, upstream_driver
 
 VERDICTS = ("compatible", "minor-compatible", "incompatible")
 
@@ -45,24 +45,59 @@ def verdict_of(reasons: list[Reason]) -> str:
 
 # --- rules -------------------------------------------------------------------------------------
 
-def gpu_driver(arch_name: str, driver: DriverVersion, modules: str | None = None) -> list[Reason]:
-    arch = knowledge.architecture(arch_name)
-    reasons = []
-    floor = parse_driver(arch["min_driver"])
-    if driver < floor:
+def device_driver(device: dict[str, Any], driver: DriverVersion) -> list[Reason]:
+    """The driver's own device list: a GPU newer than a driver release is not in it, and a legacy GPU
+    left the lists after its last branch."""
+    label = f"10de:{device['pci_id']} ({device['name']})" if device.get("pci_id") else device.get("name", "this GPU")
+    legacy = device.get("legacy_branch")
+    if legacy and driver.branch > legacy:
+        return [Reason("bad", "compat.gpu_driver",
+                       f"{label} is a legacy GPU: its last driver branch is R{legacy}; {driver} is R{driver.branch}")]
+    floors = device.get("first_driver") or {}
+    if not floors:
+        return []
+    listed = sorted(int(b) for b in knowledge.gpu_table()["open_module_branches"])
+    first = min(floors.items())
+    if driver.branch in floors:
+        floor = parse_driver(floors[driver.branch])
+        if driver < floor:
+            return [Reason("bad", "compat.gpu_driver",
+                           f"{label} is first in R{driver.branch}'s device list at {floor}; {driver} is older")]
+        return [Reason("ok", "compat.gpu_driver", f"{label} is in R{driver.branch}'s device list from {floor}")]
+    if listed[0] <= driver.branch <= listed[-1]:
+        return [Reason("bad", "compat.gpu_driver",
+                       f"{label} is not in R{driver.branch}'s device list (the driver finds no device); it is "
+                       f"supported from R{first[0]} {first[1]}")]
+    if driver.branch < listed[0]:
+        return [Reason("bad", "compat.gpu_driver",
+                       f"{label} is supported from R{first[0]} {first[1]}; {driver} predates it")]
+    return []
+
+
+def gpu_driver(arch_name: str | None, driver: DriverVersion, modules: str | None = None,
+               device: dict[str, Any] | None = None) -> list[Reason]:
+    arch = knowledge.architecture(arch_name) if arch_name else None
+    reasons = device_driver(device, driver) if device else []
+    allowed = (device or {}).get("modules") or (arch["modules"] if arch else None)
+    what = f"10de:{device['pci_id']} ({device['name']})" if device and device.get("pci_id") else arch_name
+    if arch:
+        floor = parse_driver(arch["min_driver"])
+        if driver < floor:
+            reasons.append(Reason("bad", "compat.gpu_driver",
+                                  f"{arch_name} needs driver >= {floor}; {driver} is older"))
+        last = arch.get("last_branch")
+        if last and driver.branch > last and not (device or {}).get("legacy_branch"):
+            reasons.append(Reason("bad", "compat.gpu_driver",
+                                  f"{arch_name} is not supported after branch R{last}; driver {driver} is R{driver.branch}"))
+    if modules and allowed and modules not in allowed:
         reasons.append(Reason("bad", "compat.gpu_driver",
-                              f"{arch_name} needs driver >= {floor}; {driver} is older"))
-    last = arch.get("last_branch")
-    if last and driver.branch > last:
-        reasons.append(Reason("bad", "compat.gpu_driver",
-                              f"{arch_name} is not supported after branch R{last}; driver {driver} is R{driver.branch}"))
-    if modules and modules not in arch["modules"]:
-        reasons.append(Reason("bad", "compat.gpu_driver",
-                              f"{arch_name} GPUs need {' or '.join(arch['modules'])} kernel modules, not {modules} "
+                              f"{what} needs {' or '.join(allowed)} kernel modules, not {modules} "
                               "('No devices were found')"))
     if not reasons:
-        reasons.append(Reason("ok", "compat.gpu_driver", f"driver {driver} supports {arch_name}"
+        reasons.append(Reason("ok", "compat.gpu_driver", f"driver {driver} supports {what or 'this GPU'}"
                               + (f" with {modules} modules" if modules else "")))
+    elif modules and not any(r.level == "bad" for r in reasons):
+        reasons[-1].message += f", with {modules} modules"
     return reasons
 
 
@@ -147,8 +182,20 @@ def _driver_packages(plat: dict[str, Any], from_distribution: bool, flavour: str
     return [p.format(branch=branch) for p in plat["nvidia_repo_packages"][flavour]]
 
 
+def allowed_modules(arch_name: str | None, devices: list[dict[str, Any]] | None = None) -> list[str]:
+    """The module flavours that drive every one of these GPUs."""
+    allowed = list(knowledge.architecture(arch_name)["modules"]) if arch_name else ["open", "proprietary"]
+    for device in devices or []:
+        allowed = [m for m in allowed if m in device.get("modules", allowed)]
+    return allowed
+
+
+def _drives_all(devices: list[dict[str, Any]] | None, driver: DriverVersion) -> bool:
+    return all(verdict_of(device_driver(d, driver)) != "incompatible" for d in devices or [])
+
+
 def recommend(arch_name: str | None, os_id: str | None, modules: str | None = None,
-              today: dt.date | None = None) -> dict[str, Any]:
+              today: dt.date | None = None, devices: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The driver branch, module flavour, packages and repository llmhost would install."""
     today = today or dt.date.today()
     arch = knowledge.architecture(arch_name) if arch_name else None
@@ -161,7 +208,7 @@ def recommend(arch_name: str | None, os_id: str | None, modules: str | None = No
             return False
         if arch and (branch > arch.get("last_branch", 10_000) or branch < parse_driver(arch["min_driver"]).branch):
             return False
-        return True
+        return _drives_all(devices, parse_driver(f"{branch}.999.99"))
 
     preference = knowledge.load("branches")["preference"]
     branch = next((b for b in preference if fits(b)), None)
@@ -171,7 +218,7 @@ def recommend(arch_name: str | None, os_id: str | None, modules: str | None = No
     source = "distribution" if branch in distro_branches else "nvidia-repository"
     if branch is None:
         return {"branch": None, "reason": "no supported, non-EOL branch fits this GPU"}
-    allowed = arch["modules"] if arch else ["open", "proprietary"]
+    allowed = allowed_modules(arch_name, devices)
     # NVIDIA made open modules the default from R560 for the GPUs that support them. A flavour the
     # user asked for that the GPU cannot use is reported by the verdict; recommend one that works.
     default = "open" if "open" in allowed and (branch >= 560 or "proprietary" not in allowed) else "proprietary"
@@ -192,15 +239,19 @@ def recommend(arch_name: str | None, os_id: str | None, modules: str | None = No
 
 def evaluate(arch_name: str | None = None, driver: DriverVersion | None = None, cuda: CudaVersion | None = None,
              modules: str | None = None, os_id: str | None = None, kernel: str | None = None,
-             today: dt.date | None = None) -> Verdict:
+             today: dt.date | None = None, device: dict[str, Any] | None = None) -> Verdict:
+    """device: knowledge.resolve_gpu's record, for the per-device rules (device lists, boards that
+    need open modules, legacy branches) on top of the architecture's."""
     reasons: list[Reason] = []
-    if arch_name and driver:
-        reasons += gpu_driver(arch_name, driver, modules)
-    elif arch_name and modules:
-        allowed = knowledge.architecture(arch_name)["modules"]
+    devices = [device] if device else []
+    gpu_label = f"10de:{device['pci_id']} ({device['name']})" if device and device.get("pci_id") else arch_name
+    if (arch_name or device) and driver:
+        reasons += gpu_driver(arch_name, driver, modules, device)
+    elif (arch_name or device) and modules:
+        allowed = allowed_modules(arch_name, devices)
         if modules not in allowed:
             reasons.append(Reason("bad", "compat.gpu_driver",
-                                  f"{arch_name} GPUs need {' or '.join(allowed)} kernel modules, not {modules}"))
+                                  f"{gpu_label} needs {' or '.join(allowed)} kernel modules, not {modules}"))
     if driver and cuda:
         reasons += driver_cuda(driver, cuda)
     if arch_name and cuda:
@@ -211,16 +262,18 @@ def evaluate(arch_name: str | None = None, driver: DriverVersion | None = None, 
             reasons += os_branch(os_id, driver)
         if kernel:
             reasons += kernel_driver(kernel, driver, os_id)
-    recommended = recommend(arch_name, os_id, modules, today) if arch_name or os_id else {}
-    if arch_name and not driver:
+    recommended = recommend(arch_name, os_id, modules, today, devices) if arch_name or os_id or device else {}
+    if (arch_name or device) and not driver:
         if recommended.get("branch"):
             reasons.append(Reason("ok", "compat.branch_available",
-                                  f"R{recommended['branch']} supports {arch_name}"
+                                  f"R{recommended['branch']} supports {gpu_label}"
                                   + (f" and is installable on {os_id}" if os_id else "")))
         else:
+            legacy = (device or {}).get("legacy_branch")
             reasons.append(Reason("bad", "compat.branch_available",
-                                  f"no supported, non-EOL driver branch for {arch_name}"
-                                  + (f" on {os_id}" if os_id else "")))
+                                  f"no supported, non-EOL driver branch for {gpu_label}"
+                                  + (f" on {os_id}" if os_id else "")
+                                  + (f": its last branch is the legacy R{legacy}" if legacy else "")))
     if not reasons:
         raise LlmhostError("nothing to compare: give --gpu, or at least two of --driver, --cuda, --modules, --os "
                            "(or run on a host with a GPU or driver)")
@@ -228,7 +281,8 @@ def evaluate(arch_name: str | None = None, driver: DriverVersion | None = None, 
 
 
 def install_plan(os_id: str, arch_name: str | None = None, modules: str = "auto", source: str = "auto",
-                 branch: int | str | None = None, today: dt.date | None = None) -> dict[str, Any]:
+                 branch: int | str | None = None, today: dt.date | None = None,
+                 devices: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """What the nvidia_driver role installs: {branch, modules, source, packages, repository, version}.
 
     source 'distribution' uses the branch the OS itself ships (Debian's non-free, Ubuntu's -server
@@ -239,10 +293,10 @@ def install_plan(os_id: str, arch_name: str | None = None, modules: str = "auto"
     if source not in ("auto", "distribution", "nvidia"):
         raise LlmhostError(f"nvidia_driver_source {source!r} is not valid: expected auto, distribution or nvidia")
     plat = knowledge.platform(os_id)
-    rec = recommend(arch_name, os_id, None if modules == "auto" else modules, today)
-    allowed = knowledge.architecture(arch_name)["modules"] if arch_name else ["open", "proprietary"]
+    rec = recommend(arch_name, os_id, None if modules == "auto" else modules, today, devices)
+    allowed = allowed_modules(arch_name, devices)
     if modules != "auto" and modules not in allowed:
-        raise LlmhostError(f"nvidia_driver_modules {modules!r} cannot drive {arch_name} GPUs: expected "
+        raise LlmhostError(f"nvidia_driver_modules {modules!r} cannot drive {arch_name or 'these'} GPUs: expected "
                            f"{' or '.join(allowed)}")
     distro_branches = {int(b): row for b, row in plat.get("distro_branches", {}).items()}
     if source == "auto":
@@ -258,8 +312,14 @@ def install_plan(os_id: str, arch_name: str | None = None, modules: str = "auto"
         chosen = int(branch) if branch else rec.get("branch")
         if not chosen:
             raise LlmhostError(f"no driver branch fits {arch_name or 'this GPU'} on {os_id}")
-    if arch_name and verdict_of(gpu_driver(arch_name, parse_driver(f"{chosen}.999.99"))) == "incompatible":
+    version = distro_branches.get(chosen, {}).get("version") if source == "distribution" else None
+    candidate = parse_driver(upstream_driver(version) if version else f"{chosen}.999.99")
+    if arch_name and verdict_of(gpu_driver(arch_name, candidate)) == "incompatible":
         raise LlmhostError(f"nvidia_driver_branch {chosen} cannot drive {arch_name} GPUs")
+    for device in devices or []:
+        bad = [r.message for r in device_driver(device, candidate) if r.level == "bad"]
+        if bad:
+            raise LlmhostError(f"nvidia_driver_branch {chosen} ({candidate}) cannot drive this host's GPU: {bad[0]}")
     flavour = rec["modules"] if modules == "auto" else modules
     if source == "distribution" and plat["family"] == "debian":
         # Debian's proprietary flavour is its default; open modules are a separate package.

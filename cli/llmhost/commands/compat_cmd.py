@@ -28,6 +28,8 @@ def _from_host(facts: Facts) -> dict:
             found[key] = value
 
     attempt("arch", lambda: next((g["architecture"] for g in facts.gpus if g.get("architecture")), None))
+    attempt("device", lambda: next((knowledge.gpu_by_pci_id(g["pci_device_id"], g.get("pci_subsystem_id"))
+                                    for g in facts.gpus if g.get("pci_device_id")), None))
     attempt("driver", lambda: str(facts.driver_version()))
     attempt("modules", lambda: (facts.kernel_module or {}).get("flavour"))
     attempt("os", facts.os_key)
@@ -43,7 +45,8 @@ def _from_host(facts: Facts) -> dict:
 
 
 @click.command()
-@click.option("--gpu", metavar="NAME|PCI-ID", help="e.g. 'H100 PCIe', 10de:2330, 'RTX 4090'.")
+@click.option("--gpu", metavar="NAME|PCI-ID", help="e.g. 'H100 PCIe', 10de:2330, 'RTX 4090'; a board by its "
+              "subsystem id after a slash: 10de:1e30/10de:129e.")
 @click.option("--driver", metavar="VERSION", help="e.g. 535.54.03")
 @click.option("--cuda", metavar="VERSION", help="CUDA toolkit, e.g. 12.4 or 12.4.1")
 @click.option("--modules", type=click.Choice(["open", "proprietary"]), help="Kernel module flavour.")
@@ -59,7 +62,8 @@ def compat(gpu, driver, cuda, modules, os_id, kernel, snapshot_path, no_host, as
     """
     given = {"driver": driver, "cuda": cuda, "modules": modules, "os": os_id, "kernel": kernel}
     # Validate what the user typed before reading anything else.
-    arch = knowledge.resolve_gpu(gpu)["arch"] if gpu else None
+    device = knowledge.resolve_gpu(gpu) if gpu else None
+    arch = device["arch"] if device else None
     driver_v = parse_driver(driver) if driver else None
     cuda_v = parse_cuda(cuda) if cuda else None
     if kernel:
@@ -75,6 +79,7 @@ def compat(gpu, driver, cuda, modules, os_id, kernel, snapshot_path, no_host, as
             if tmp:
                 tmp.cleanup()
     arch = arch or found.get("arch")
+    device = device or (found.get("device") if not gpu else None)
     driver_v = driver_v or (parse_driver(found["driver"]) if "driver" in found else None)
     cuda_v = cuda_v or (parse_cuda(found["cuda"]) if "cuda" in found else None)
     modules = modules or found.get("modules")
@@ -84,14 +89,19 @@ def compat(gpu, driver, cuda, modules, os_id, kernel, snapshot_path, no_host, as
         knowledge.platform(os_id) if os_id else None
     except Exception:  # noqa: BLE001 - an unsupported host OS read from the host is not the user's input
         os_id = None
-    result = engine.evaluate(arch, driver_v, cuda_v, modules, os_id, kernel)
-    inputs = {"gpu_arch": arch, "driver": str(driver_v) if driver_v else None, "cuda": cuda_v.short if cuda_v else None,
+    result = engine.evaluate(arch, driver_v, cuda_v, modules, os_id, kernel, device=device)
+    gpu_info = {k: device[k] for k in ("pci_id", "subsystem", "name", "chip", "modules", "legacy_branch")
+                if device and device.get(k)} or None
+    inputs = {"gpu": gpu_info, "gpu_arch": arch, "driver": str(driver_v) if driver_v else None, "cuda": cuda_v.short if cuda_v else None,
               "modules": modules, "os": os_id, "kernel": kernel,
-              "from_host": sorted(k for k in found if not given.get(k) and not (k == "arch" and gpu))}
+              "from_host": sorted(k for k in found if not given.get(k) and not (k in ("arch", "device") and gpu))}
     if as_json:
         click.echo(json.dumps({**result.as_dict(), "inputs": inputs}, indent=2))
     else:
-        shown = ", ".join(f"{k}={v}" for k, v in inputs.items() if v and k != "from_host")
+        shown = ", ".join(f"{k}={v}" for k, v in inputs.items() if v and k not in ("from_host", "gpu"))
+        if gpu_info:
+            shown = f"gpu={gpu_info['name']}" + (f" [10de:{gpu_info['pci_id']}]" if gpu_info.get("pci_id") else "") \
+                + (", " + shown if shown else "")
         click.echo(f"{result.verdict.upper()}  ({shown})")
         for reason in result.reasons:
             click.echo(f"  [{reason.level:5}] {reason.rule}: {reason.message}")
