@@ -215,7 +215,6 @@ def generate() -> dict:
     lists = {p.name.removeprefix("supported-gpus-").removesuffix(".json.gz"): _supported(p)
              for p in sorted(FIXTURES.glob("supported-gpus-*.json.gz"), key=lambda p: version_key(
                  p.name.removeprefix("supported-gpus-").removesuffix(".json.gz")))}
-    newest_list = list(lists)[-1]
     om_header, open_modules = _open_modules(FIXTURES / "open-gpu-kernel-modules.tsv")
     ids = sorted(set().union(*lists.values()) | set(open_modules))
     gpus = {}
@@ -253,11 +252,11 @@ def generate() -> dict:
             "open_modules": om_header,
             "pci_ids": f"Debian pci.ids {pci_version} (chip codes)",
         },
-        "newest_list": newest_list,
+        "supported_lists": list(lists),
         "coverage": f"supported-gpus.json {', '.join(lists)}; open-gpu-kernel-modules "
                     + re.search(r"\d+\.\d+(?:\.\d+)?\.\.\d+\.\d+(?:\.\d+)?", om_header).group(0),
-        # Every driver release whose open-module device table was read: a branch in this span that
-        # never listed a device does not drive it.
+        # The branches whose open-module device tables were read (their first and last releases bound
+        # what the tables can say).
         "open_module_branches": sorted({b for e in open_modules.values() for b in e["floors"]}, key=int),
         "gpus": gpus,
     }

@@ -45,32 +45,54 @@ def verdict_of(reasons: list[Reason]) -> str:
 
 # --- rules -------------------------------------------------------------------------------------
 
+def _lists_conclude(device: dict[str, Any]) -> bool:
+    """Whether a device list's silence means 'not supported'. NVIDIA's lists lag for some boards of
+    older architectures (the Tesla T4 enters the open-module table only in R575, and Debian's
+    supported-gpus.json never lists it), so silence concludes only for architectures born inside the
+    tables' span (Hopper and later), or for a device that a newer held list adds."""
+    first_table = int(knowledge.gpu_table()["open_module_branches"][0])
+    arch = device.get("arch")
+    if arch and parse_driver(knowledge.architecture(arch)["min_driver"]).branch >= first_table:
+        return True
+    held = knowledge.gpu_table()["supported_lists"]
+    listed = [v for v in held if v in device.get("listed_in", [])]
+    return bool(listed) and listed[0] != held[0]
+
+
 def device_driver(device: dict[str, Any], driver: DriverVersion) -> list[Reason]:
-    """The driver's own device list: a GPU newer than a driver release is not in it, and a legacy GPU
-    left the lists after its last branch."""
+    """The driver's own device lists: a GPU newer than a driver release finds no device there, and a
+    legacy GPU left the lists after its last branch."""
     label = f"10de:{device['pci_id']} ({device['name']})" if device.get("pci_id") else device.get("name", "this GPU")
     legacy = device.get("legacy_branch")
     if legacy and driver.branch > legacy:
         return [Reason("bad", "compat.gpu_driver",
                        f"{label} is a legacy GPU: its last driver branch is R{legacy}; {driver} is R{driver.branch}")]
+    listed = device.get("listed_in", [])
+    for held in knowledge.gpu_table()["supported_lists"]:
+        if parse_driver(held).branch != driver.branch:
+            continue
+        if held in listed and driver >= parse_driver(held):
+            return [Reason("ok", "compat.gpu_driver", f"{label} is in R{driver.branch}'s device list ({held})")]
+        if held not in listed and _lists_conclude(device):
+            return [Reason("bad", "compat.gpu_driver",
+                           f"{label} is not in R{driver.branch}'s device list ({held}): the driver finds no device")]
     floors = device.get("first_driver") or {}
     if not floors:
         return []
-    listed = sorted(int(b) for b in knowledge.gpu_table()["open_module_branches"])
-    first = min(floors.items())
+    span = sorted(int(b) for b in knowledge.gpu_table()["open_module_branches"])
+    first_branch, first_version = min(floors.items())
     if driver.branch in floors:
         floor = parse_driver(floors[driver.branch])
-        if driver < floor:
+        if driver >= floor:
+            return [Reason("ok", "compat.gpu_driver", f"{label} is in R{driver.branch}'s device list from {floor}")]
+        if _lists_conclude(device):
             return [Reason("bad", "compat.gpu_driver",
-                           f"{label} is first in R{driver.branch}'s device list at {floor}; {driver} is older")]
-        return [Reason("ok", "compat.gpu_driver", f"{label} is in R{driver.branch}'s device list from {floor}")]
-    if listed[0] <= driver.branch <= listed[-1]:
+                           f"{label} enters R{driver.branch}'s device list at {floor}; {driver} is older")]
+        return []
+    if driver.branch <= span[-1] and _lists_conclude(device):
         return [Reason("bad", "compat.gpu_driver",
-                       f"{label} is not in R{driver.branch}'s device list (the driver finds no device); it is "
-                       f"supported from R{first[0]} {first[1]}")]
-    if driver.branch < listed[0]:
-        return [Reason("bad", "compat.gpu_driver",
-                       f"{label} is supported from R{first[0]} {first[1]}; {driver} predates it")]
+                       f"{label} is not in R{driver.branch}'s device list (the driver finds no device); NVIDIA lists "
+                       f"it from R{first_branch} {first_version}")]
     return []
 
 

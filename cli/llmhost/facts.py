@@ -91,14 +91,17 @@ class Facts:
             read = lambda attr: (self.host.read(f"{base}/{attr}") or "").strip() or None  # noqa: E731
             bars = bar_sizes(self.host.read(f"{base}/resource"))
             device = read("device")
-            entry = knowledge.gpu_by_pci_id(device) if device else None
+            vendor, board = read("subsystem_vendor"), read("subsystem_device")
+            subsystem = knowledge.subsystem_key(f"{vendor[2:]}:{board[2:]}") if vendor and board else None
+            entry = knowledge.gpu_by_pci_id(device, subsystem) if device else None
             numa = parse_int(read("numa_node"))
             gpus.append({
                 "address": normalize_address(address),
                 "pci_device_id": device,
+                "pci_subsystem_id": subsystem,
                 "name": entry["name"] if entry else None,
                 "architecture": entry["arch"] if entry else None,
-                "vram_mib": entry["vram_gib"] * 1024 if entry else None,
+                "vram_mib": entry["vram_gib"] * 1024 if entry and entry.get("vram_gib") else None,
                 "link_width_current": parse_int(read("current_link_width")),
                 "link_width_max": parse_int(read("max_link_width")),
                 "link_gen_current": gen_from_speed(read("current_link_speed")),
@@ -124,9 +127,12 @@ class Facts:
                 continue
             product = re.search(r"\[([^\]]+)\]", name.split("NVIDIA Corporation", 1)[-1])
             bar1 = (device.get("regions") or {}).get(1)
+            ids = device.get("ids", "")
             gpus.append({
                 "address": address, "name": product.group(1) if product else None,
                 "architecture": knowledge.arch_for_chip(name),
+                "pci_device_id": ids.split(":")[1] if ids.startswith("10de:") else None,
+                "pci_subsystem_id": device.get("subsystem"),
                 "link_width_current": device.get("link_sta_width"), "link_width_max": device.get("link_cap_width"),
                 "link_gen_current": _GEN_BY_GT.get(device.get("link_sta_gt")),
                 "link_gen_max": _GEN_BY_GT.get(device.get("link_cap_gt")),
@@ -183,9 +189,15 @@ class Facts:
         for record in merged.values():
             if not record.get("architecture") and record.get("name"):
                 record["architecture"] = knowledge.arch_for_name(record["name"])
-            if record.get("pci_device_id") and not record.get("product"):
-                entry = knowledge.gpu_by_pci_id(record["pci_device_id"])
-                record["product"] = entry["name"] if entry else record.get("name")
+            entry = knowledge.gpu_by_pci_id(record["pci_device_id"], record.get("pci_subsystem_id")) \
+                if record.get("pci_device_id") else None
+            if entry:
+                record.setdefault("product", entry["name"])
+                record["device"] = entry  # what NVIDIA's lists say of it: device lists, module flavours
+                if not record.get("architecture"):
+                    record["architecture"] = entry["arch"]
+            elif record.get("pci_device_id") and not record.get("product"):
+                record["product"] = record.get("name")
         return [merged[a] for a in sorted(merged)]
 
     @cached_property

@@ -87,7 +87,7 @@ def gpu_table() -> dict[str, Any]:
 
 
 _DEVICE_ID = re.compile(r"(0x)?(10de:)?([0-9a-f]{4})(10de)?", re.IGNORECASE)
-_SUBSYSTEM = re.compile(r"(?:([0-9a-f]{4}):([0-9a-f]{4}))|(?:0x([0-9a-f]{4})([0-9a-f]{4}))", re.IGNORECASE)
+_SUBSYSTEM = re.compile(r"(?:([0-9a-f]{4}):([0-9a-f]{4}))|(?:(?:0x)?([0-9a-f]{4})([0-9a-f]{4}))", re.IGNORECASE)
 _INTEGRATED = re.compile(r"\b(jetson|tegra|orin|xavier|drive agx|igx)\b", re.IGNORECASE)
 
 

@@ -60,6 +60,7 @@ def _gpu(pynvml, index: int, driver: str, cuda: str | None) -> dict[str, Any]:
         "name": _text(_ask(lambda: pynvml.nvmlDeviceGetName(handle))),
         "architecture": arch_names.get(arch_code),
         "pci_device_id": f"{pci.pciDeviceId:08X}" if pci else None,
+        "pci_subsystem_id": f"{pci.pciSubSystemId:08X}" if pci else None,
         "uuid": _text(_ask(lambda: pynvml.nvmlDeviceGetUUID(handle))),
         "serial": _text(_ask(lambda: pynvml.nvmlDeviceGetSerial(handle))),
         "driver_version": driver,
@@ -99,7 +100,8 @@ def _gpu(pynvml, index: int, driver: str, cuda: str | None) -> dict[str, Any]:
 # can write) keeps only values of these types; anything else reads as unknown.
 _NUMBER = (int, float)
 FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "address": (str,), "name": (str,), "architecture": (str,), "pci_device_id": (str,), "uuid": (str,),
+    "address": (str,), "name": (str,), "architecture": (str,), "pci_device_id": (str,), "pci_subsystem_id": (str,),
+    "uuid": (str,),
     "serial": (str,), "driver_version": (str,), "cuda_version": (str,), "vram_mib": (int,), "bar1_mib": (int,),
     "persistence_mode": (bool,), "mig_current": (bool,), "mig_pending": (bool,), "link_gen_current": (int,),
     "link_gen_max": (int,), "link_width_current": (int,), "link_width_max": (int,), "utilization_pct": _NUMBER,

@@ -30,9 +30,9 @@ def _os_or_none(facts: Facts) -> str | None:
         return None
 
 
-def _recommendation(facts: Facts, arch: str | None) -> str:
+def _recommendation(facts: Facts, arch: str | None, devices: list[dict] | None = None) -> str:
     try:
-        rec = compat.recommend(arch, _os_or_none(facts))
+        rec = compat.recommend(arch, _os_or_none(facts), devices=devices)
     except LlmhostError:
         return "'llmhost compat' names a branch for this GPU and OS"
     if not rec.get("branch"):
@@ -45,11 +45,12 @@ def gpu_driver(facts: Facts):
     driver = facts.driver_version()
     flavour = (facts.kernel_module or {}).get("flavour")
     for gpu in facts.gpu_list():
-        arch = gpu.get("architecture")
-        if not arch:
+        arch, device = gpu.get("architecture"), gpu.get("device")
+        if not arch and not device:
             yield skipped(f"architecture of {gpu.get('name') or gpu.get('pci_device_id')} unknown", gpu["address"])
             continue
-        yield from _emit(compat.gpu_driver(arch, driver, flavour), gpu["address"], _recommendation(facts, arch))
+        yield from _emit(compat.gpu_driver(arch, driver, flavour, device), gpu["address"],
+                         _recommendation(facts, arch, [device] if device else None))
 
 
 @check("compat.driver_cuda", "The installed CUDA toolkit runs on this driver")

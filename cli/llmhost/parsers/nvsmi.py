@@ -88,6 +88,7 @@ def _gpu(gpu: ET.Element, driver: str | None, cuda: str | None) -> dict[str, Any
         "name": _text(gpu, "product_name"),
         "architecture": (_text(gpu, "product_architecture") or "").lower() or None,
         "pci_device_id": _text(gpu, "pci/pci_device_id"),
+        "pci_subsystem_id": _text(gpu, "pci/pci_sub_system_id"),
         "uuid": _text(gpu, "uuid"),
         "serial": _text(gpu, "serial"),
         "driver_version": driver,

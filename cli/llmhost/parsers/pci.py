@@ -60,9 +60,13 @@ def _bytes(text: str) -> int | None:
     return int(match.group(1)) * _UNITS[match.group(2).upper()] if match else None
 
 
+_NN_IDS = re.compile(r"\[([0-9a-fA-F]{4}:[0-9a-fA-F]{4})\]")
+
+
 def parse_lspci(text: str) -> dict[str, dict[str, Any]]:
-    """`lspci -vvv -D` (or -vv) -> {address: {name, link_cap_gt, link_cap_width, link_sta_gt,
-    link_sta_width, link_sta_downgraded, regions: {n: bytes}, rebar: {bar: {current, supported: [...]}}}}."""
+    """`lspci -vvv -D` (or -vv, with or without -nn) -> {address: {name, ids?, subsystem?, link_cap_gt,
+    link_cap_width, link_sta_gt, link_sta_width, link_sta_downgraded, regions: {n: bytes},
+    rebar: {bar: {current, supported: [...]}}}}. ids and subsystem ('10de:2230') only where -nn printed them."""
     if text is None:
         raise ParseError("lspci output is missing")
     devices: dict[str, dict[str, Any]] = {}
@@ -76,11 +80,18 @@ def parse_lspci(text: str) -> dict[str, dict[str, Any]]:
                 current = None
                 continue
             current = devices.setdefault(address, {"name": head[1] if len(head) > 1 else "", "rebar": {}})
+            ids = _NN_IDS.findall(current["name"])
+            if ids:
+                current["ids"] = ids[-1].lower()
             continue
         if current is None:
             continue
         stripped = line.strip()
-        if stripped.startswith("LnkCap:"):
+        if stripped.startswith("Subsystem:"):
+            ids = _NN_IDS.findall(stripped)
+            if ids:
+                current["subsystem"] = ids[-1].lower()
+        elif stripped.startswith("LnkCap:"):
             speed, width = re.search(r"Speed ([\d.]+)GT/s", stripped), re.search(r"Width x(\d+)", stripped)
             current["link_cap_gt"] = float(speed.group(1)) if speed else None
             current["link_cap_width"] = int(width.group(1)) if width else None
