@@ -130,3 +130,11 @@ def test_gpu_placements_come_from_the_numa_check(snap):
     assert placements == [{"address": "0000:01:00.0", "numa_node": 0, "cpus": "0-23"},
                           {"address": "0000:02:00.0", "numa_node": 1, "cpus": "24-47"}]
     assert F["llmhost_gpu_placements"]({"results": []}) == []
+
+
+def test_a_gpu_whose_architecture_is_unknown_is_refused_naming_the_variable():
+    with pytest.raises(AnsibleFilterError, match="nvidia_driver_gpu_arch"):
+        F["llmhost_arch_for_pci_ids"](["0xffff"])
+    with pytest.raises(AnsibleFilterError, match="nvidia_driver_gpu_arch"):
+        F["llmhost_gpu_devices"](["0xffff 0x10de:0x0000"])
+    assert [d["name"] for d in F["llmhost_gpu_devices"](["0x1e30 0x10de:0x129e"])] == ["Quadro RTX 8000"]

@@ -123,7 +123,7 @@ class Facts:
         gpus = []
         for address, device in devices.items():
             name = device.get("name", "")
-            if "NVIDIA" not in name or not re.match(r"(VGA compatible|3D) controller:", name):
+            if "NVIDIA" not in name or not re.match(r"(VGA compatible|3D) controller( \[03[0-9a-f]{2}\])?:", name):
                 continue
             product = re.search(r"\[([^\]]+)\]", name.split("NVIDIA Corporation", 1)[-1])
             bar1 = (device.get("regions") or {}).get(1)

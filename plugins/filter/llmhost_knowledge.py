@@ -6,6 +6,7 @@
     {{ '12.4' | llmhost_cuda_min_driver }}                 minimum driver for a toolkit
     {{ 'debian-12' | llmhost_install_plan(arch, modules, source, branch) }}  what nvidia_driver installs
     {{ ['0x2330'] | llmhost_arch_for_pci_ids }}            architecture of the host's GPUs
+    {{ ['0x2330 0x10de:0x16c1'] | llmhost_gpu_devices }}   each GPU as NVIDIA's device lists know it
     {{ plan | llmhost_llama_server_args(model, alias, host, port, ...) }}  llama-server's flags, checked
     {{ 'debian-12' | llmhost_cuda_toolkit_plan(driver, ...) }}  what cuda_toolkit installs
     {{ 'ubuntu-24.04' | llmhost_fabricmanager_plan(source, branch, version, nvswitches) }}
@@ -45,15 +46,38 @@ def llmhost_recommend(os_id, arch=None, modules=None):
 
 
 @_guard
-def llmhost_install_plan(os_id, arch=None, modules="auto", source="auto", branch=None):
-    return compat.install_plan(str(os_id), arch or None, str(modules), str(source), branch or None)
+def llmhost_install_plan(os_id, arch=None, modules="auto", source="auto", branch=None, devices=None):
+    return compat.install_plan(str(os_id), arch or None, str(modules), str(source), branch or None,
+                               devices=list(devices or []) or None)
+
+
+@_guard
+def llmhost_gpu_devices(gpus):
+    """['0x2330 0x10de:0x16c1', ...] (sysfs device and subsystem ids of NVIDIA GPUs) -> what NVIDIA's
+    device lists say of each: name, architecture, module flavours, first driver per branch."""
+    devices = []
+    for line in gpus:
+        device, _, subsystem = str(line).partition(" ")
+        entry = knowledge.gpu_by_pci_id(device, subsystem.replace("0x", "") or None)
+        if entry is None:
+            raise AnsibleFilterError(f"GPU 10de:{knowledge.device_key(device) or device} is not in NVIDIA's device "
+                                     "lists known to llmhost: set nvidia_driver_gpu_arch (hopper, ada, ampere, ...)")
+        devices.append(entry)
+    return devices
 
 
 @_guard
 def llmhost_arch_for_pci_ids(device_ids):
-    """['0x2330', '0x2330'] (sysfs 'device' files of NVIDIA GPUs) -> the architecture, or None."""
-    archs = {(knowledge.gpu_by_pci_id(str(d)) or {}).get("arch") for d in device_ids}
-    archs.discard(None)
+    """['0x2330', '0x2330'] (sysfs 'device' files of NVIDIA GPUs) -> the architecture, or None when
+    there are no GPUs; a GPU whose architecture NVIDIA's lists and pci.ids cannot tell is refused: a
+    module flavour is never guessed."""
+    archs = set()
+    for device in device_ids:
+        arch = (knowledge.gpu_by_pci_id(str(device)) or {}).get("arch")
+        if not arch:
+            raise AnsibleFilterError(f"the architecture of GPU 10de:{knowledge.device_key(str(device)) or device} "
+                                     "is unknown to llmhost: set nvidia_driver_gpu_arch (hopper, ada, ampere, ...)")
+        archs.add(arch)
     if len(archs) > 1:
         raise AnsibleFilterError(f"GPUs of several architectures ({', '.join(sorted(archs))}): set nvidia_driver_gpu_arch")
     return archs.pop() if archs else None
@@ -172,7 +196,7 @@ def llmhost_llama_build(build, gpu_count, compute_caps, arch=None, cuda=None, ar
 
 class FilterModule:
     def filters(self):
-        return {f.__name__: f for f in (llmhost_data, llmhost_recommend, llmhost_install_plan, llmhost_arch_for_pci_ids,
+        return {f.__name__: f for f in (llmhost_data, llmhost_recommend, llmhost_install_plan, llmhost_arch_for_pci_ids, llmhost_gpu_devices,
                                                      llmhost_in_container, llmhost_os_key, llmhost_llama_server_args,
                                                      llmhost_vllm_args, llmhost_exec_line, llmhost_model_alias,
                                                      llmhost_merge_docker_daemon, llmhost_power_limit_violations,
