@@ -117,24 +117,30 @@ def test_power_limit_range_check_names_the_gpus_out_of_range():
     assert F["llmhost_power_limit_violations"](lines, "90") == ["00000000:01:00.0 (100-300 W)", "00000000:02:00.0 (150-250 W)"]
 
 
-def test_gpu_placements_come_from_the_numa_check(snap):
-    from conftest import REAL, replay, sysfs_gpu
-    from llmhost.preflight import Report
+def test_gpu_placements_come_from_llmhost_facts(snap):
+    from conftest import REAL, sysfs_gpu
+    from llmhost.commands.facts_cmd import collect
+    from llmhost.facts import Facts
+    from llmhost.hostio import SnapshotHost
 
     files = {**sysfs_gpu("0000:01:00.0", "2330", numa="-1", cpus=None), **sysfs_gpu("0000:02:00.0", "2330", numa="1",
                                                                                      cpus="24-47"),
              "/sys/devices/system/node/node0/cpulist": "0-23", "/sys/devices/system/node/node1/cpulist": "24-47"}
     topo = ((REAL / "topo-4gpu-nv12-pairs-4numa.txt").read_text(), "", 0)
-    report: Report = replay(snap(files=files, cmds={"nvidia-smi-topo-m": topo, "nvidia-smi-q-x": ("", "", 127)}))
-    placements = F["llmhost_gpu_placements"](report.as_dict())
+    host_facts = collect(Facts(SnapshotHost(snap(files=files, cmds={"nvidia-smi-topo-m": topo,
+                                                                    "nvidia-smi-q-x": ("", "", 127)}))))
+    placements = F["llmhost_gpu_placements"](json.loads(json.dumps(host_facts)))
+    # The first GPU's node is hidden by its firmware (-1): nvidia-smi topo's affinity column gives it.
     assert placements == [{"address": "0000:01:00.0", "numa_node": 0, "cpus": "0-23"},
                           {"address": "0000:02:00.0", "numa_node": 1, "cpus": "24-47"}]
-    assert F["llmhost_gpu_placements"]({"results": []}) == []
+    assert host_facts["gpus"][0]["numa_origin"] == "nvidia-smi topo"
+    assert F["llmhost_gpu_placements"]({"gpus": []}) == []
 
 
 def test_a_gpu_whose_architecture_is_unknown_is_refused_naming_the_variable():
     with pytest.raises(AnsibleFilterError, match="nvidia_driver_gpu_arch"):
         F["llmhost_arch_for_pci_ids"](["0xffff"])
     with pytest.raises(AnsibleFilterError, match="nvidia_driver_gpu_arch"):
-        F["llmhost_gpu_devices"](["0xffff 0x10de:0x0000"])
-    assert [d["name"] for d in F["llmhost_gpu_devices"](["0x1e30 0x10de:0x129e"])] == ["Quadro RTX 8000"]
+        F["llmhost_gpu_devices"]([{"address": "0000:01:00.0", "pci_device_id": "ffff"}])
+    board = {"address": "0000:01:00.0", "pci_device_id": "1e30", "pci_subsystem_id": "10de:129e"}
+    assert [d["name"] for d in F["llmhost_gpu_devices"]([board])] == ["Quadro RTX 8000"]

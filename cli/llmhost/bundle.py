@@ -24,7 +24,7 @@ def _sources(name: str) -> list[tuple[Path, str]]:
     module = importlib.import_module(name)
     if hasattr(module, "__path__"):
         root = Path(list(module.__path__)[0])
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".py", ".yml", ".typed"))
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".py", ".yml", ".json", ".typed"))
         return [(p, f"{name}/{p.relative_to(root).as_posix()}") for p in files if "__pycache__" not in p.parts]
     path = Path(module.__file__)
     return [(path, path.name)]

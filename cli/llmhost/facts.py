@@ -16,7 +16,7 @@ import distro
 
 from llmhost import knowledge, nvml
 from llmhost.hostio import Host
-from llmhost.parsers import ParseError, nvsmi, system, topo
+from llmhost.parsers import ParseError, is_number, nvsmi, system, topo
 from llmhost.parsers.pci import bar_sizes, gen_from_speed, normalize_address, parse_int, parse_lspci
 
 PCI_DEVICES = "/sys/bus/pci/devices"
@@ -179,13 +179,16 @@ class Facts:
         """One record per GPU, keyed by PCI address: sysfs, lspci, then nvidia-smi, then NVML on top.
         Any one of them alone is enough to know a GPU is there."""
         merged: dict[str, dict[str, Any]] = {}
-        for source in (self.pci_gpus, self.lspci_gpus, (self.smi or {}).get("gpus", []),
-                       (self.nvml or {}).get("gpus", [])):
+        for origin, source in (("sysfs", self.pci_gpus), ("lspci", self.lspci_gpus),
+                               ("nvidia-smi", (self.smi or {}).get("gpus", [])),
+                               ("nvml", (self.nvml or {}).get("gpus", []))):
             for gpu in source:
                 if not isinstance(gpu, dict) or not gpu.get("address"):
                     continue
-                record = merged.setdefault(gpu["address"], {})
-                record.update({k: v for k, v in gpu.items() if v is not None})
+                record = merged.setdefault(gpu["address"], {"origin": {}})
+                known = {k: v for k, v in gpu.items() if v is not None}
+                record.update(known)
+                record["origin"].update({k: origin for k in known})
         for record in merged.values():
             if not record.get("architecture") and record.get("name"):
                 record["architecture"] = knowledge.arch_for_name(record["name"])
@@ -217,6 +220,33 @@ class Facts:
 
     def gpu_list(self) -> list[dict[str, Any]]:
         return _need(self.gpus or None, "no NVIDIA GPU found")
+
+    @cached_property
+    def gpu_placements(self) -> list[dict[str, Any]]:
+        """Each GPU's NUMA node and local CPUs: sysfs, else nvidia-smi topo's affinity columns; on a
+        single-node host node 0; None where neither the GPU's node nor the layout is known."""
+        try:
+            nodes = self.numa_nodes
+        except Unavailable:
+            nodes = None
+        try:
+            topo = dict(enumerate(self.topology))
+        except Unavailable:
+            topo = {}
+        placements = []
+        for index, gpu in enumerate(self.gpu_list()):
+            node, cpus, origin = gpu.get("numa_node"), gpu.get("local_cpulist"), "sysfs"
+            if node is not None and node < 0:  # sysfs says -1 when the firmware gives no locality
+                node = None
+            if node is None and index in topo:
+                affinity = topo[index].get("numa_affinity", "")
+                node = int(affinity) if is_number(affinity) else None
+                cpus, origin = cpus or topo[index].get("cpu_affinity"), "nvidia-smi topo"
+            if node is None and nodes is not None and len(nodes) == 1:
+                node, origin = 0, "single NUMA node"
+            placements.append({"address": gpu["address"], "numa_node": node, "cpus": cpus,
+                               "origin": origin if node is not None else None, "numa_nodes": nodes})
+        return placements
 
     # --- driver ------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@
     {{ '12.4' | llmhost_cuda_min_driver }}                 minimum driver for a toolkit
     {{ 'debian-12' | llmhost_install_plan(arch, modules, source, branch) }}  what nvidia_driver installs
     {{ ['0x2330'] | llmhost_arch_for_pci_ids }}            architecture of the host's GPUs
-    {{ ['0x2330 0x10de:0x16c1'] | llmhost_gpu_devices }}   each GPU as NVIDIA's device lists know it
+    {{ facts.gpus | llmhost_gpu_devices }}                 each GPU (llmhost facts) as NVIDIA's lists know it
     {{ plan | llmhost_llama_server_args(model, alias, host, port, ...) }}  llama-server's flags, checked
     {{ 'debian-12' | llmhost_cuda_toolkit_plan(driver, ...) }}  what cuda_toolkit installs
     {{ 'ubuntu-24.04' | llmhost_fabricmanager_plan(source, branch, version, nvswitches) }}
@@ -53,15 +53,16 @@ def llmhost_install_plan(os_id, arch=None, modules="auto", source="auto", branch
 
 @_guard
 def llmhost_gpu_devices(gpus):
-    """['0x2330 0x10de:0x16c1', ...] (sysfs device and subsystem ids of NVIDIA GPUs) -> what NVIDIA's
-    device lists say of each: name, architecture, module flavours, first driver per branch."""
+    """`llmhost facts --json` GPU records -> what NVIDIA's device lists say of each (name, architecture,
+    module flavours, first driver per branch). A GPU those lists do not know is refused: the driver
+    role never guesses a module flavour."""
     devices = []
-    for line in gpus:
-        device, _, subsystem = str(line).partition(" ")
-        entry = knowledge.gpu_by_pci_id(device, subsystem.replace("0x", "") or None)
-        if entry is None:
-            raise AnsibleFilterError(f"GPU 10de:{knowledge.device_key(device) or device} is not in NVIDIA's device "
-                                     "lists known to llmhost: set nvidia_driver_gpu_arch (hopper, ada, ampere, ...)")
+    for gpu in gpus:
+        entry = knowledge.gpu_by_pci_id(str(gpu.get("pci_device_id") or ""), gpu.get("pci_subsystem_id"))
+        if entry is None or not entry.get("arch"):
+            ident = gpu.get("pci_device_id") or "?"
+            raise AnsibleFilterError(f"GPU 10de:{ident} at {gpu.get('address', '?')} is not in NVIDIA's device lists "
+                                     "known to llmhost: set nvidia_driver_gpu_arch (hopper, ada, ampere, ...)")
         devices.append(entry)
     return devices
 
@@ -134,15 +135,13 @@ def llmhost_merge_docker_daemon(current, runtime_path="nvidia-container-runtime"
     return engine_config.merge_docker_daemon(str(current), str(runtime_path), bool(make_default))
 
 
-def llmhost_gpu_placements(report):
-    """A `llmhost preflight --json` report -> [{address, numa_node, cpus}] from its numa.gpu_affinity results,
-    in PCI order, for GPUs whose node is known."""
-    return [{"address": r["subject"], "numa_node": r["data"]["numa_node"], "cpus": r["data"].get("cpus")}
-            for r in report.get("results", [])
-            if r.get("id") == "numa.gpu_affinity" and r.get("subject") != "host" and
-            r.get("data", {}).get("numa_node") is not None]
+def llmhost_gpu_placements(host_facts):
+    """`llmhost facts --json` -> [{address, numa_node, cpus}] in PCI order, for GPUs whose node is known."""
+    return [{"address": g["address"], "numa_node": g["numa_node"], "cpus": g.get("cpus")}
+            for g in host_facts.get("gpus", []) if g.get("numa_node") is not None]
 
 
+@_guard
 def llmhost_power_limit_violations(csv_lines, limit_w):
     """`nvidia-smi --query-gpu=pci.bus_id,power.min_limit,power.max_limit --format=csv,noheader,nounits`
     lines and a limit in watts -> ['00000000:01:00.0 (100-300 W)', ...] for each GPU whose range excludes it.

@@ -10,34 +10,19 @@ from llmhost.parsers import is_number
 
 @check("numa.gpu_affinity", "Each GPU's NUMA node and local CPUs are known")
 def gpu_affinity(facts: Facts):
-    try:
-        nodes = facts.numa_nodes
-    except Unavailable:
-        nodes = None  # the layout is unknown: a GPU whose node is not said is not judged
-    topo = {}
-    try:
-        topo = {i: row for i, row in enumerate(facts.topology)}
-    except Unavailable:
-        pass
-    for index, gpu in enumerate(facts.gpu_list()):
-        node, cpus = gpu.get("numa_node"), gpu.get("local_cpulist")
-        if node is not None and node < 0:  # sysfs says -1 when the firmware gives no locality
-            node = None
-        if node is None and index in topo:
-            affinity = topo[index].get("numa_affinity", "")
-            node = int(affinity) if is_number(affinity) else None
-            cpus = cpus or topo[index].get("cpu_affinity")
+    for place in facts.gpu_placements:
+        node, cpus, nodes = place["numa_node"], place["cpus"], place["numa_nodes"]
         if node is None:
             if nodes is None:
-                yield skipped("NUMA node and layout not captured", gpu["address"])
-            elif len(nodes) > 1:
-                yield warned(f"NUMA node unknown on a {len(nodes)}-node host", "read it from "
-                             f"/sys/bus/pci/devices/{gpu['address']}/numa_node; firmware may hide it (enable ACPI SRAT/"
-                             "NUMA in the BIOS)", gpu["address"])
+                yield skipped("NUMA node and layout not captured", place["address"])
             else:
-                yield passed("single NUMA node: every CPU is local", gpu["address"], numa_node=0, cpus=cpus)
-            continue
-        yield passed(f"NUMA node {node}, local CPUs {cpus or '?'}", gpu["address"], numa_node=node, cpus=cpus)
+                yield warned(f"NUMA node unknown on a {len(nodes)}-node host", "read it from "
+                             f"/sys/bus/pci/devices/{place['address']}/numa_node; firmware may hide it (enable ACPI "
+                             "SRAT/NUMA in the BIOS)", place["address"])
+        elif place["origin"] == "single NUMA node":
+            yield passed("single NUMA node: every CPU is local", place["address"], numa_node=0, cpus=cpus)
+        else:
+            yield passed(f"NUMA node {node}, local CPUs {cpus or '?'}", place["address"], numa_node=node, cpus=cpus)
 
 
 @check("numa.balancing", "Automatic NUMA balancing is off on multi-node hosts")
