@@ -10,6 +10,7 @@ Tokenizer vocabularies (hundreds of thousands of strings) are skipped, not kept.
 from __future__ import annotations
 
 import math
+import re
 import struct
 from functools import cache
 from pathlib import Path
@@ -53,7 +54,9 @@ class _Stream:
         return self.size - self.handle.tell()
 
     def _fail(self, what: str) -> LlmhostError:
-        return LlmhostError(f"model {self.label!r} is a truncated or corrupt GGUF: {what} at byte {self.handle.tell()}")
+        # Key and tensor names come from the file: control characters are shown escaped, on one line.
+        shown = re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: repr(m.group())[1:-1], what)
+        return LlmhostError(f"model {self.label!r} is a truncated or corrupt GGUF: {shown} at byte {self.handle.tell()}")
 
     def take(self, count: int, what: str) -> bytes:
         if count < 0 or count > self.left:

@@ -17,7 +17,7 @@ class Cli(click.Group):
         try:
             return super().invoke(ctx)
         except LlmhostError as exc:
-            click.echo(f"llmhost: error: {exc}", err=True)
+            click.echo("llmhost: error: " + " ".join(str(exc).split("\n")), err=True)
             sys.exit(2)
 
 

@@ -14,6 +14,7 @@ does not answer.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pwd
 import re
@@ -70,9 +71,19 @@ def wait_ready(url: str, timeout: float, api_key: str | None = None, alive: Call
     raise LlmhostError(f"{url} was not ready within {timeout:g} s (last: {last})")
 
 
-def in_flight(metrics_text: str) -> int:
-    """A server's /metrics text -> requests being processed or queued."""
-    return int(sum(float(value) for _, value in _IN_FLIGHT.findall(metrics_text)))
+def in_flight(metrics_text: str) -> int | None:
+    """A server's /metrics text -> requests being processed or queued; None when a gauge is not a
+    count (negative, fractional, not finite, not a number)."""
+    total = 0
+    for _, value in _IN_FLIGHT.findall(metrics_text):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        if not math.isfinite(number) or number < 0 or number != int(number):
+            return None
+        total += int(number)
+    return total
 
 
 def drain(base_url: str, timeout: float, api_key: str | None = None, poll: float = 1.0) -> dict[str, Any]:
@@ -90,6 +101,9 @@ def drain(base_url: str, timeout: float, api_key: str | None = None, poll: float
             return {"drained": False, "waited_s": 0.0, "in_flight": None,
                     "note": f"/metrics answered HTTP {status}: cannot tell what is in flight"}
         busy = in_flight(text)
+        if busy is None:
+            return {"drained": False, "waited_s": round(time.monotonic() - start, 1), "in_flight": None,
+                    "note": "/metrics has an in-flight gauge that is not a count: cannot tell what is in flight"}
         waited = time.monotonic() - start
         if busy == 0 or waited >= timeout:
             return {"drained": busy == 0, "waited_s": round(waited, 1), "in_flight": busy}
