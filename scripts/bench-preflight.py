@@ -16,8 +16,9 @@ import sys
 import tempfile
 import time
 
-from llmhost import preflight, snapshot
-from llmhost.hostio import LiveHost, SnapshotHost
+from llmhost.checks import preflight
+from llmhost.host import snapshot
+from llmhost.host.hostio import LiveHost, SnapshotHost
 
 
 def timed(func, runs: int) -> list[float]:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from llmhost import preflight
-from llmhost.hostio import SnapshotHost
+from llmhost.checks import preflight
+from llmhost.host.hostio import SnapshotHost
 
 REAL = Path(__file__).parent / "fixtures" / "real"
 

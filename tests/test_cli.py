@@ -10,8 +10,9 @@ import tarfile
 import pytest
 from click.testing import CliRunner
 
-from llmhost import preflight, snapshot
-from llmhost.hostio import SnapshotHost
+from llmhost.checks import preflight
+from llmhost.host import snapshot
+from llmhost.host.hostio import SnapshotHost
 from llmhost.main import cli
 
 from conftest import smi

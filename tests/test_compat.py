@@ -8,10 +8,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from llmhost import compat, knowledge
+from llmhost import knowledge
+from llmhost.knowledge import compat
 from llmhost.errors import LlmhostError
 from llmhost.main import cli
-from llmhost.versions import parse_cuda, parse_driver
+from llmhost.knowledge.versions import parse_cuda, parse_driver
 
 # NVIDIA CUDA release notes, Table 3 (x86_64 Linux minimum driver), as in field.md.
 CUDA_TABLE = [

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from llmhost import compat
+from llmhost.knowledge import compat
 
 spec = importlib.util.spec_from_file_location(
     "llmhost_knowledge_filters", Path(__file__).parents[1] / "plugins" / "filter" / "llmhost_knowledge.py")
@@ -120,8 +120,8 @@ def test_power_limit_range_check_names_the_gpus_out_of_range():
 def test_gpu_placements_come_from_llmhost_facts(snap):
     from conftest import REAL, sysfs_gpu
     from llmhost.commands.facts_cmd import collect
-    from llmhost.facts import Facts
-    from llmhost.hostio import SnapshotHost
+    from llmhost.host.facts import Facts
+    from llmhost.host.hostio import SnapshotHost
 
     files = {**sysfs_gpu("0000:01:00.0", "2330", numa="-1", cpus=None), **sysfs_gpu("0000:02:00.0", "2330", numa="1",
                                                                                      cpus="24-47"),

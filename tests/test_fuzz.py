@@ -8,11 +8,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmhost import preflight
+from llmhost.checks import preflight
 from llmhost.checks import STATUSES
-from llmhost.hostio import SnapshotHost
-from llmhost.parsers import ParseError, nvsmi, system, topo
-from llmhost.parsers.pci import parse_lspci
+from llmhost.host.hostio import SnapshotHost
+from llmhost.host.parsers import ParseError, nvsmi, system, topo
+from llmhost.host.parsers.pci import parse_lspci
 
 from conftest import BASE_FILES, REAL, sysfs_gpu, write_snapshot
 
@@ -135,7 +135,7 @@ def test_snapshot_trees_of_any_entry_type_replay_in_bounded_time(tmp_path_factor
     import signal
 
     from llmhost.commands.facts_cmd import collect
-    from llmhost.facts import Facts
+    from llmhost.host.facts import Facts
 
     root = write_snapshot(tmp_path_factory.mktemp("tree"), files={p: None for p in tree if p.startswith("/")})
     for where, (kind, payload) in tree.items():
@@ -170,7 +170,7 @@ def _valid_header() -> bytes:
 def test_mutated_gguf_headers_give_a_model_or_one_line(tmp_path_factory, edits, cut):
     import tracemalloc
 
-    from llmhost import gguf_header
+    from llmhost.plan import gguf_header
     from llmhost.errors import LlmhostError
 
     data = bytearray(_valid_header())

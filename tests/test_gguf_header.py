@@ -8,7 +8,7 @@ import tracemalloc
 
 import pytest
 
-from llmhost import gguf_header
+from llmhost.plan import gguf_header
 from llmhost.errors import LlmhostError
 
 U8, I32, U32, F32, STRING, ARRAY, U64 = 0, 5, 4, 6, 8, 9, 10

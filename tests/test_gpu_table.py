@@ -13,10 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import replay, results, write_snapshot
-from llmhost import compat, knowledge
+from llmhost import knowledge
+from llmhost.knowledge import compat
 from llmhost.errors import LlmhostError
 from llmhost.main import cli
-from llmhost.versions import parse_driver
+from llmhost.knowledge.versions import parse_driver
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = Path(__file__).parent / "fixtures" / "gpu-sources"

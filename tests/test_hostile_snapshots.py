@@ -56,7 +56,7 @@ def test_a_bad_snapshot_json_is_one_line(tmp_path, meta, needle):
 
 
 def test_replay_caps_a_huge_file_as_live_does(tmp_path):
-    from llmhost.hostio import READ_CAP, SnapshotHost
+    from llmhost.host.hostio import READ_CAP, SnapshotHost
 
     snap = write_snapshot(tmp_path / "s")
     (snap / "root" / "proc" / "cpuinfo").write_bytes(b"x" * (READ_CAP * 3))

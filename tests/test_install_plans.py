@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from llmhost.errors import LlmhostError
-from llmhost.install_plans import cuda_toolkit_plan, fabricmanager_plan
+from llmhost.knowledge.install_plans import cuda_toolkit_plan, fabricmanager_plan
 
 BOOKWORM_DRIVER = "535.261.03"
 TRIXIE_DRIVER = "550.163.01"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llmhost.parsers import ParseError, nvsmi, system, topo
-from llmhost.parsers.pci import gen_from_speed, normalize_address, parse_lspci
+from llmhost.host.parsers import ParseError, nvsmi, system, topo
+from llmhost.host.parsers.pci import gen_from_speed, normalize_address, parse_lspci
 
 from conftest import REAL
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from llmhost import gguf_header, plan
+from llmhost import plan
+from llmhost.plan import gguf_header
 from llmhost.main import cli
 
 from conftest import write_snapshot

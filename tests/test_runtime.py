@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from llmhost import bench
+from llmhost.runtime import bench
 from llmhost.errors import LlmhostError
 from llmhost.main import cli
 from llmhost.runtime import artefact, flags, hf, serve

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from conftest import replay, results
 from llmhost.main import cli
-from llmhost.parsers import system
+from llmhost.host.parsers import system
 
 CAPTURED = Path(__file__).parent / "fixtures" / "captured"
 GIB = 1 << 30

@@ -17,10 +17,12 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 try:
-    from llmhost import compat, engine_config, install_plans, knowledge
+    from llmhost import knowledge
+    from llmhost.host import engine_config
+    from llmhost.knowledge import compat, install_plans
     from llmhost.runtime import artefact, flags
     from llmhost.errors import LlmhostError
-    from llmhost.versions import parse_cuda, parse_driver
+    from llmhost.knowledge.versions import parse_cuda, parse_driver
 except ImportError as exc:  # the controller's Python must have llmhost installed (scripts/venv.sh)
     raise AnsibleFilterError(f"llmhost is not importable by Ansible's Python: {exc}; run scripts/venv.sh") from exc
 

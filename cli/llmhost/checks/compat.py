@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
-from llmhost import compat, knowledge
+from llmhost import knowledge
+from llmhost.knowledge import compat
 from llmhost.checks import check, failed, passed, skipped, warned
 from llmhost.errors import LlmhostError
-from llmhost.facts import Facts, Unavailable
+from llmhost.host.facts import Facts, Unavailable
 
 _STATUS = {"ok": "pass", "minor": "warn", "warn": "warn", "bad": "fail"}
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from llmhost.checks import check, failed, passed, skipped, warned
-from llmhost.facts import Facts, Unavailable
-from llmhost.parsers import ParseError, system
+from llmhost.host.facts import Facts, Unavailable
+from llmhost.host.parsers import ParseError, system
 
 SECURE_BOOT_EFIVAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-e98c0101bb8c"
 

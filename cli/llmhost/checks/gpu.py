@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from llmhost import knowledge
 from llmhost.checks import check, failed, passed, skipped, warned
-from llmhost.facts import Facts, Unavailable
-from llmhost.parsers import system
+from llmhost.host.facts import Facts, Unavailable
+from llmhost.host.parsers import system
 
 
 def _per_gpu(facts: Facts):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from llmhost import knowledge
 from llmhost.checks import check, passed, skipped, warned
-from llmhost.facts import Facts
-from llmhost.parsers import ParseError, is_number, system
+from llmhost.host.facts import Facts
+from llmhost.host.parsers import ParseError, is_number, system
 
 KIB_PER_MIB = 1024
 THP = "/sys/kernel/mm/transparent_hugepage/enabled"

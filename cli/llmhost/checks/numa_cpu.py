@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from llmhost import knowledge
 from llmhost.checks import check, passed, skipped, warned
-from llmhost.facts import Facts, Unavailable
-from llmhost.parsers import is_number
+from llmhost.host.facts import Facts, Unavailable
+from llmhost.host.parsers import is_number
 
 
 @check("numa.gpu_affinity", "Each GPU's NUMA node and local CPUs are known")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from llmhost import knowledge
 from llmhost.checks import check, failed, passed, skipped, warned
-from llmhost.facts import Facts, Unavailable
+from llmhost.host.facts import Facts, Unavailable
 
 MIB = 1 << 20
 

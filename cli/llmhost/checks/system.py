@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
-from llmhost import knowledge, storage
+from llmhost import knowledge
+from llmhost.host import storage
 from llmhost.checks import check, failed, passed, skipped, warned
-from llmhost.facts import Facts, Unavailable
-from llmhost.parsers import ParseError, system
+from llmhost.host.facts import Facts, Unavailable
+from llmhost.host.parsers import ParseError, system
 
 GIB = 1 << 30
 

@@ -8,8 +8,9 @@ import sys
 
 import click
 
-from llmhost import bench as engine
-from llmhost import gguf_header, membw
+from llmhost.runtime import bench as engine
+from llmhost.plan import gguf_header
+from llmhost.runtime import membw
 from llmhost.errors import LlmhostError
 
 

@@ -8,11 +8,11 @@ import sys
 
 import click
 
-from llmhost import compat as engine
+from llmhost.knowledge import compat as engine
 from llmhost import knowledge
-from llmhost.facts import Facts, Unavailable
-from llmhost.hostio import LiveHost, open_snapshot
-from llmhost.versions import parse_cuda, parse_driver, parse_kernel
+from llmhost.host.facts import Facts, Unavailable
+from llmhost.host.hostio import LiveHost, open_snapshot
+from llmhost.knowledge.versions import parse_cuda, parse_driver, parse_kernel
 
 
 def _from_host(facts: Facts) -> dict:

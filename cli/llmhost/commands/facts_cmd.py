@@ -15,8 +15,8 @@ from typing import Any
 import click
 
 from llmhost import knowledge
-from llmhost.facts import Facts, Unavailable
-from llmhost.hostio import LiveHost, open_snapshot
+from llmhost.host.facts import Facts, Unavailable
+from llmhost.host.hostio import LiveHost, open_snapshot
 
 SCHEMA = 1
 GPU_FIELDS = ("address", "pci_device_id", "pci_subsystem_id", "name", "product", "architecture", "vram_mib",

@@ -7,12 +7,13 @@ import sys
 
 import click
 
-from llmhost import gguf_header, knowledge
+from llmhost import knowledge
+from llmhost.plan import gguf_header
 from llmhost import plan as engine
 from llmhost.errors import LlmhostError
-from llmhost.facts import Facts, Unavailable
-from llmhost.hostio import LiveHost, open_snapshot
-from llmhost.parsers import system
+from llmhost.host.facts import Facts, Unavailable
+from llmhost.host.hostio import LiveHost, open_snapshot
+from llmhost.host.parsers import system
 from llmhost.units import parse_count, parse_size
 
 GIB = 1 << 30

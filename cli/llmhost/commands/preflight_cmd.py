@@ -6,10 +6,10 @@ import sys
 
 import click
 
-from llmhost import preflight as engine
-from llmhost import report
+from llmhost.checks import preflight as engine
+from llmhost.checks import report
 from llmhost.checks import catalogue
-from llmhost.hostio import LiveHost, open_snapshot
+from llmhost.host.hostio import LiveHost, open_snapshot
 from llmhost.units import parse_size
 
 

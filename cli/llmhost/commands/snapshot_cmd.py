@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from llmhost import snapshot as snap
+from llmhost.host import snapshot as snap
 
 
 @click.command()

@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from llmhost import knowledge
 from llmhost.errors import LlmhostError
-from llmhost.parsers import system
+from llmhost.host.parsers import system
 
 PREVIOUS = ".llmhost-previous"
 # In-flight gauges: llama-server (llamacpp:) and vLLM (vllm:).

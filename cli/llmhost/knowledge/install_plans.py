@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmhost import compat, knowledge
+from llmhost import knowledge
+from llmhost.knowledge import compat
 from llmhost.errors import LlmhostError
-from llmhost.versions import CudaVersion, DriverVersion, parse_cuda, parse_driver, upstream_driver
+from llmhost.knowledge.versions import CudaVersion, DriverVersion, parse_cuda, parse_driver, upstream_driver
 
 SOURCES = ("auto", "distribution", "nvidia")
 

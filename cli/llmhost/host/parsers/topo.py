@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmhost.parsers import ParseError
+from llmhost.host.parsers import ParseError
 
 
 def parse(text: str) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from llmhost.parsers import ParseError, is_number
+from llmhost.host.parsers import ParseError, is_number
 
 
 def meminfo(text: str) -> dict[str, int]:

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from llmhost.preflight import Report
+from llmhost.checks.preflight import Report
 
 _COLOURS = {"pass": "32", "warn": "33", "fail": "31", "skip": "90"}
 PROM_VALUE = {"pass": 0, "warn": 1, "fail": 2, "skip": 3}

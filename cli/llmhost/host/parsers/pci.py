@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from llmhost.parsers import ParseError
+from llmhost.host.parsers import ParseError
 
 _ADDRESS = re.compile(r"^(?:([0-9a-fA-F]{4,8}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
 # sysfs link speed "16.0 GT/s PCIe" -> generation

@@ -11,9 +11,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmhost import gguf_header, knowledge
+from llmhost import knowledge
+from llmhost.plan import gguf_header
 from llmhost.errors import LlmhostError
-from llmhost.parsers import is_number
+from llmhost.host.parsers import is_number
 from llmhost.runtime import flags
 
 GIB = 1 << 30

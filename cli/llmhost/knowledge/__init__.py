@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from llmhost.errors import LlmhostError
-from llmhost.versions import CudaVersion, DriverVersion, parse_cuda, parse_driver
+from llmhost.knowledge.versions import CudaVersion, DriverVersion, parse_cuda, parse_driver
 
 
 @cache

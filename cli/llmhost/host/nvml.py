@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from llmhost.parsers.pci import normalize_address
+from llmhost.host.parsers.pci import normalize_address
 
 _THROTTLE_BITS = {  # nvmlClocksEventReason* bit -> the short names nvidia-smi uses
     0x1: "gpu_idle", 0x2: "applications_clocks_setting", 0x4: "sw_power_cap", 0x8: "hw_slowdown",

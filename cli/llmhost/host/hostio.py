@@ -130,7 +130,7 @@ class LiveHost(Host):
         return result
 
     def _run_nvml(self) -> CommandResult:
-        from llmhost import nvml  # imported lazily: pynvml loads libnvidia-ml only when asked
+        from llmhost.host import nvml  # imported lazily: pynvml loads libnvidia-ml only when asked
 
         reader = self._nvml_reader or nvml.read
         facts, error = reader()

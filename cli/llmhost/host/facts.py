@@ -14,10 +14,11 @@ from typing import Any
 
 import distro
 
-from llmhost import knowledge, nvml
-from llmhost.hostio import Host
-from llmhost.parsers import ParseError, is_number, nvsmi, system, topo
-from llmhost.parsers.pci import bar_sizes, gen_from_speed, normalize_address, parse_int, parse_lspci
+from llmhost import knowledge
+from llmhost.host import nvml
+from llmhost.host.hostio import Host
+from llmhost.host.parsers import ParseError, is_number, nvsmi, system, topo
+from llmhost.host.parsers.pci import bar_sizes, gen_from_speed, normalize_address, parse_int, parse_lspci
 
 PCI_DEVICES = "/sys/bus/pci/devices"
 NVIDIA_VENDOR = "0x10de"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmhost.hostio import Host
+from llmhost.host.hostio import Host
 
 # Faster is better; an unknown kind (LVM, RAID, a virtual disk) ranks between SSD and a spinning disk.
 KIND_RANK = {"nvme": 3, "ssd": 2, None: 1, "rotational": 0}

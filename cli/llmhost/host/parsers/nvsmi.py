@@ -7,8 +7,8 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from llmhost.parsers import ParseError
-from llmhost.parsers.pci import normalize_address
+from llmhost.host.parsers import ParseError
+from llmhost.host.parsers.pci import normalize_address
 
 _NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from llmhost import knowledge
 from llmhost.errors import LlmhostError
-from llmhost.versions import CudaVersion, DriverVersion, parse_driver, parse_kernel, upstream_driver
+from llmhost.knowledge.versions import CudaVersion, DriverVersion, parse_driver, parse_kernel, upstream_driver
 
 VERDICTS = ("compatible", "minor-compatible", "incompatible")
 

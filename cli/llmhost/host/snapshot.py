@@ -12,9 +12,9 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from llmhost import preflight
+from llmhost.checks import preflight
 from llmhost.errors import LlmhostError
-from llmhost.hostio import COMMANDS, SNAPSHOT_SCHEMA, LiveHost
+from llmhost.host.hostio import COMMANDS, SNAPSHOT_SCHEMA, LiveHost
 
 _UUID = re.compile(rb"\b(GPU|MIG)-[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\b")
 _XML_SECRET = re.compile(rb"<(serial|uuid|board_id|board_part_number)>[^<]*</\1>")

@@ -8,8 +8,8 @@ from typing import Any
 
 from llmhost.checks import STATUSES, catalogue, skipped
 from llmhost.errors import LlmhostError
-from llmhost.facts import Facts, Unavailable
-from llmhost.hostio import Host
+from llmhost.host.facts import Facts, Unavailable
+from llmhost.host.hostio import Host
 
 SCHEMA = "llmhost.preflight/1"
 NO_GPU = "no NVIDIA GPU"

@@ -1,0 +1,1 @@
+"""What a host is: read live or from a snapshot (hostio), parsed into facts."""
