@@ -183,3 +183,36 @@ def test_lspci_alone_identifies_the_device_and_judges_the_driver_against_its_lis
     assert gpu.status == "pass" and "H200" in gpu.message
     verdicts = results(report, "compat.gpu_driver")
     assert verdicts and verdicts[0].status == "fail" and "not in R535's device list" in verdicts[0].message
+
+
+@pytest.mark.parametrize("out,version", [
+    ("ii  535.261.03-1 nvidia-smi\nun  <none> nvidia-utils-*\n", "535.261.03"),     # dpkg, Debian's own
+    ("rc  550.163.01-2 nvidia-smi\nhi  580.95.05-1 nvidia-driver\n", "580.95.05"),  # removed, then held
+    ("580.82.07 nvidia-driver\n", "580.82.07"),                                       # rpm
+    ("package nvidia-driver is not installed\n", None),
+])
+def test_facts_say_which_driver_the_packages_installed(tmp_path, out, version):
+    from llmhost.commands.facts_cmd import collect
+    from llmhost.host.facts import Facts
+    from llmhost.host.hostio import SnapshotHost
+
+    data = collect(Facts(SnapshotHost(write_snapshot(tmp_path / "s", cmds={"driver-packages": (out, "", 1)}))))
+    assert (data["driver"]["installed"] or {}).get("version") == version
+
+
+def test_facts_json_carries_each_fields_origin(tmp_path):
+    from conftest import sysfs_gpu
+    from llmhost.commands.facts_cmd import collect
+    from llmhost.host.facts import Facts
+    from llmhost.host.hostio import SnapshotHost
+
+    snap = write_snapshot(tmp_path / "s", files={**sysfs_gpu("0000:01:00.0", "2330"),
+                                                  "/sys/bus/pci/devices/0000:01:00.0/subsystem_vendor": "0x10de\n",
+                                                  "/sys/bus/pci/devices/0000:01:00.0/subsystem_device": "0x16c1\n"},
+                          cmds={"lspci-vvv": (LSPCI_NN, "", 0)})
+    data = collect(Facts(SnapshotHost(snap)))
+    h100, h200 = data["gpus"]
+    assert (h100["pci_device_id"], h100["pci_subsystem_id"], h100["architecture"]) == ("2330", "10de:16c1", "hopper")
+    assert h100["origin"]["link_width_current"] == "sysfs" and h200["origin"]["name"] == "lspci"
+    assert h200["modules"] == ["open", "proprietary"] and h200["first_driver"]["550"] == "550.40.65"
+    assert data["unknown"]["driver_installed"] == "the package database was not read"

@@ -67,7 +67,9 @@ def collect(facts: Facts) -> dict[str, Any]:
         "gpus_absent": facts.gpus_absent,
         "nvswitch_count": attempt("nvswitch_count", lambda: facts.nvswitch_count),
         "driver": {"state": state["state"], "version": state.get("version") or module.get("version"),
-                   "modules": module.get("flavour"), "detail": state["detail"]},
+                   "modules": module.get("flavour"), "detail": state["detail"],
+                   # what the packages installed: after a pending reboot, the driver that will run
+                   "installed": attempt("driver_installed", lambda: facts.driver_installed)},
         "os": attempt("os", facts.os_key),
         "kernel": attempt("kernel", lambda: facts.kernel_release),
         "cuda": attempt("cuda", nvcc),

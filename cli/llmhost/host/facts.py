@@ -16,7 +16,9 @@ import distro
 
 from llmhost import knowledge
 from llmhost.host import nvml
-from llmhost.host.hostio import Host
+from llmhost.errors import LlmhostError
+from llmhost.host.hostio import NOT_INSTALLED, Host
+from llmhost.knowledge.versions import upstream_driver
 from llmhost.host.parsers import ParseError, is_number, nvsmi, system, topo
 from llmhost.host.parsers.pci import bar_sizes, gen_from_speed, normalize_address, parse_int, parse_lspci
 
@@ -297,6 +299,27 @@ class Facts:
             return self.modules
         except Unavailable:
             return set()
+
+    @cached_property
+    def driver_installed(self) -> dict[str, str] | None:
+        """The driver version the packages installed ({version, package}), None when no driver package
+        is installed; Unavailable when the package database was not read."""
+        result = self.host.run("driver-packages")
+        if result is None or result.rc == NOT_INSTALLED:
+            raise Unavailable("the package database was not read")
+        for line in result.out.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and len(parts[0]) >= 2 and parts[0][1] == "i":  # dpkg: status, version, package
+                version, package = parts[1], parts[2]
+            elif len(parts) == 2 and "not installed" not in line:                # rpm: version, package
+                version, package = parts
+            else:
+                continue
+            try:
+                return {"version": str(knowledge.parse_driver(upstream_driver(version))), "package": f"{package} {version}"}
+            except LlmhostError:
+                continue
+        return None
 
     def driver_version(self):
         version = self.driver_state.get("version") or (self.kernel_module or {}).get("version")

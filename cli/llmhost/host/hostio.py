@@ -41,6 +41,11 @@ COMMANDS: dict[str, list[list[str]]] = {
     "dkms-status": [["dkms", "status"]],
     "kernel-log": [["journalctl", "-k", "-b", "--no-pager", "-q"], ["dmesg"]],
     "nvcc-version": [["nvcc", "--version"], ["/usr/local/cuda/bin/nvcc", "--version"]],
+    # The driver the packages installed: what runs after a pending reboot, not always what is loaded.
+    # (Braces are doubled: every argument is formatted with the model directory.)
+    "driver-packages": [["dpkg-query", "-W", "-f", "${{db:Status-Abbrev}} ${{Version}} ${{Package}}\n", "nvidia-smi",
+                         "nvidia-utils-*", "nvidia-driver"],
+                        ["rpm", "-q", "--qf", "%{{VERSION}} %{{NAME}}\n", "nvidia-driver", "nvidia-driver-cuda"]],
     "nvidia-ctk-version": [["nvidia-ctk", "--version"]],
     "persistenced-active": [["systemctl", "is-active", "nvidia-persistenced"]],
     "fabricmanager-active": [["systemctl", "is-active", "nvidia-fabricmanager"]],
