@@ -102,7 +102,7 @@ def test_cuda_13_dropped_volta_and_blackwell_needs_12_8():
 
 def test_eol_dates():
     assert compat.driver_eol(parse_driver("535.261.03"), dt.date(2026, 7, 1))[0].level == "warn"
-    assert compat.driver_eol(parse_driver("580.95.05"), dt.date(2026, 7, 1))[0].level == "ok"
+    assert compat.driver_eol(parse_driver("580.95.05"), dt.date(2026, 7, 1))[0].level == "pass"
     assert compat.driver_eol(parse_driver("580.95.05"), dt.date(2028, 5, 1))[0].level == "warn"  # < 90 days
 
 

@@ -10,12 +10,9 @@ from llmhost.checks import check, failed, passed, skipped, warned
 from llmhost.errors import LlmhostError
 from llmhost.host.facts import Facts, Unavailable
 
-_STATUS = {"ok": "pass", "minor": "warn", "warn": "warn", "bad": "fail"}
-
-
 def _emit(reasons, subject="host", remedy=""):
     for reason in reasons:
-        status = _STATUS[reason.level]
+        status = reason.level  # compat speaks preflight's vocabulary
         if status == "pass":
             yield passed(reason.message, subject)
         elif status == "warn":

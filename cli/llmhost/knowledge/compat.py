@@ -19,9 +19,13 @@ VERDICTS = ("compatible", "minor-compatible", "incompatible")
 
 @dataclass
 class Reason:
-    level: str  # ok | minor | bad | warn
+    """One finding, in preflight's vocabulary (pass | warn | fail). A driver that runs a toolkit only
+    under CUDA's minor-version compatibility is a warning with minor=True: it makes the verdict
+    'minor-compatible' rather than 'compatible'."""
+    level: str  # pass | warn | fail
     rule: str
     message: str
+    minor: bool = False
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
@@ -39,8 +43,9 @@ class Verdict:
 
 
 def verdict_of(reasons: list[Reason]) -> str:
-    levels = {r.level for r in reasons}
-    return "incompatible" if "bad" in levels else "minor-compatible" if "minor" in levels else "compatible"
+    if any(r.level == "fail" for r in reasons):
+        return "incompatible"
+    return "minor-compatible" if any(r.minor for r in reasons) else "compatible"
 
 
 # --- rules -------------------------------------------------------------------------------------
@@ -65,16 +70,16 @@ def device_driver(device: dict[str, Any], driver: DriverVersion) -> list[Reason]
     label = f"10de:{device['pci_id']} ({device['name']})" if device.get("pci_id") else device.get("name", "this GPU")
     legacy = device.get("legacy_branch")
     if legacy and driver.branch > legacy:
-        return [Reason("bad", "compat.gpu_driver",
+        return [Reason("fail", "compat.gpu_driver",
                        f"{label} is a legacy GPU: its last driver branch is R{legacy}; {driver} is R{driver.branch}")]
     listed = device.get("listed_in", [])
     for held in knowledge.gpu_table()["supported_lists"]:
         if parse_driver(held).branch != driver.branch:
             continue
         if held in listed and driver >= parse_driver(held):
-            return [Reason("ok", "compat.gpu_driver", f"{label} is in R{driver.branch}'s device list ({held})")]
+            return [Reason("pass", "compat.gpu_driver", f"{label} is in R{driver.branch}'s device list ({held})")]
         if held not in listed and _lists_conclude(device):
-            return [Reason("bad", "compat.gpu_driver",
+            return [Reason("fail", "compat.gpu_driver",
                            f"{label} is not in R{driver.branch}'s device list ({held}): the driver finds no device")]
     floors = device.get("first_driver") or {}
     if not floors:
@@ -84,13 +89,13 @@ def device_driver(device: dict[str, Any], driver: DriverVersion) -> list[Reason]
     if driver.branch in floors:
         floor = parse_driver(floors[driver.branch])
         if driver >= floor:
-            return [Reason("ok", "compat.gpu_driver", f"{label} is in R{driver.branch}'s device list from {floor}")]
+            return [Reason("pass", "compat.gpu_driver", f"{label} is in R{driver.branch}'s device list from {floor}")]
         if _lists_conclude(device):
-            return [Reason("bad", "compat.gpu_driver",
+            return [Reason("fail", "compat.gpu_driver",
                            f"{label} enters R{driver.branch}'s device list at {floor}; {driver} is older")]
         return []
     if driver.branch <= span[-1] and _lists_conclude(device):
-        return [Reason("bad", "compat.gpu_driver",
+        return [Reason("fail", "compat.gpu_driver",
                        f"{label} is not in R{driver.branch}'s device list (the driver finds no device); NVIDIA lists "
                        f"it from R{first_branch} {first_version}")]
     return []
@@ -105,20 +110,20 @@ def gpu_driver(arch_name: str | None, driver: DriverVersion, modules: str | None
     if arch:
         floor = parse_driver(arch["min_driver"])
         if driver < floor:
-            reasons.append(Reason("bad", "compat.gpu_driver",
+            reasons.append(Reason("fail", "compat.gpu_driver",
                                   f"{arch_name} needs driver >= {floor}; {driver} is older"))
         last = arch.get("last_branch")
         if last and driver.branch > last and not (device or {}).get("legacy_branch"):
-            reasons.append(Reason("bad", "compat.gpu_driver",
+            reasons.append(Reason("fail", "compat.gpu_driver",
                                   f"{arch_name} is not supported after branch R{last}; driver {driver} is R{driver.branch}"))
     if modules and allowed and modules not in allowed:
-        reasons.append(Reason("bad", "compat.gpu_driver",
+        reasons.append(Reason("fail", "compat.gpu_driver",
                               f"{what} needs {' or '.join(allowed)} kernel modules, not {modules} "
                               "('No devices were found')"))
     if not reasons:
-        reasons.append(Reason("ok", "compat.gpu_driver", f"driver {driver} supports {what or 'this GPU'}"
+        reasons.append(Reason("pass", "compat.gpu_driver", f"driver {driver} supports {what or 'this GPU'}"
                               + (f" with {modules} modules" if modules else "")))
-    elif modules and not any(r.level == "bad" for r in reasons):
+    elif modules and not any(r.level == "fail" for r in reasons):
         reasons[-1].message += f", with {modules} modules"
     return reasons
 
@@ -126,14 +131,14 @@ def gpu_driver(arch_name: str | None, driver: DriverVersion, modules: str | None
 def driver_cuda(driver: DriverVersion, cuda: CudaVersion) -> list[Reason]:
     need = knowledge.cuda_min_driver(cuda)
     if driver >= need:
-        return [Reason("ok", "compat.driver_cuda", f"CUDA {cuda} needs driver >= {need}; {driver} meets it")]
+        return [Reason("pass", "compat.driver_cuda", f"CUDA {cuda} needs driver >= {need}; {driver} meets it")]
     floor = knowledge.minor_version_floor(cuda.major)
     if floor and driver >= floor:
         limits = knowledge.load("cuda")["minor_version_limits"]
-        return [Reason("minor", "compat.driver_cuda",
+        return [Reason("warn", "compat.driver_cuda",
                        f"CUDA {cuda} wants driver >= {need}; {driver} runs it only under minor-version "
-                       f"compatibility (floor {floor} for CUDA {cuda.major}.x): {limits}")]
-    return [Reason("bad", "compat.driver_cuda",
+                       f"compatibility (floor {floor} for CUDA {cuda.major}.x): {limits}", minor=True)]
+    return [Reason("fail", "compat.driver_cuda",
                    f"CUDA {cuda} needs driver >= {need}"
                    + (f" (or >= {floor} under minor-version compatibility)" if floor else "")
                    + f"; {driver} is older")]
@@ -143,12 +148,12 @@ def gpu_cuda(arch_name: str, cuda: CudaVersion) -> list[Reason]:
     arch = knowledge.architecture(arch_name)
     first = knowledge.parse_cuda(arch["first_cuda"])
     if (cuda.major, cuda.minor) < (first.major, first.minor):
-        return [Reason("bad", "compat.gpu_cuda", f"{arch_name} needs CUDA >= {first.short}; {cuda.short} predates it")]
+        return [Reason("fail", "compat.gpu_cuda", f"{arch_name} needs CUDA >= {first.short}; {cuda.short} predates it")]
     last_major = arch.get("last_cuda_major")
     if last_major and cuda.major > last_major:
-        return [Reason("bad", "compat.gpu_cuda",
+        return [Reason("fail", "compat.gpu_cuda",
                        f"CUDA {cuda.major} dropped {arch_name}; the last toolkit for it is CUDA {last_major}.x")]
-    return [Reason("ok", "compat.gpu_cuda", f"CUDA {cuda.short} supports {arch_name}")]
+    return [Reason("pass", "compat.gpu_cuda", f"CUDA {cuda.short} supports {arch_name}")]
 
 
 def driver_eol(driver: DriverVersion, today: dt.date | None = None) -> list[Reason]:
@@ -163,7 +168,7 @@ def driver_eol(driver: DriverVersion, today: dt.date | None = None) -> list[Reas
         return [Reason("warn", "compat.driver_eol", f"{label}: past end of life, no more security fixes")]
     if (eol - today).days <= warn_days:
         return [Reason("warn", "compat.driver_eol", f"{label}: {(eol - today).days} days left")]
-    return [Reason("ok", "compat.driver_eol", label)]
+    return [Reason("pass", "compat.driver_eol", label)]
 
 
 def kernel_driver(kernel: str, driver: DriverVersion, os_id: str | None) -> list[Reason]:
@@ -180,15 +185,15 @@ def kernel_driver(kernel: str, driver: DriverVersion, os_id: str | None) -> list
                            f"kernel {series} is not among NVIDIA's validated precompiled kernels for R{driver.branch} "
                            f"on {os_id} ({', '.join(validated)}): the module must be built with DKMS")]
         if validated:
-            return [Reason("ok", "compat.kernel_driver", f"kernel {series} is validated for R{driver.branch} on {os_id}")]
-    return [Reason("ok", "compat.kernel_driver", f"no known constraint between kernel {series} and R{driver.branch}")]
+            return [Reason("pass", "compat.kernel_driver", f"kernel {series} is validated for R{driver.branch} on {os_id}")]
+    return [Reason("pass", "compat.kernel_driver", f"no known constraint between kernel {series} and R{driver.branch}")]
 
 
 def os_branch(os_id: str, driver: DriverVersion) -> list[Reason]:
     plat = knowledge.platform(os_id)
     packaged = knowledge.packaged_branches(os_id)
     if driver.branch in packaged:
-        return [Reason("ok", "compat.os_driver", f"R{driver.branch} is packaged for {os_id}")]
+        return [Reason("pass", "compat.os_driver", f"R{driver.branch} is packaged for {os_id}")]
     where = "NVIDIA's repository" if plat.get("nvidia_repo") else "no repository known to llmhost"
     return [Reason("warn", "compat.os_driver",
                    f"R{driver.branch} is not in {os_id}'s own packages ({', '.join(f'R{b}' for b in packaged) or 'none'}); "
@@ -272,7 +277,7 @@ def evaluate(arch_name: str | None = None, driver: DriverVersion | None = None, 
     elif (arch_name or device) and modules:
         allowed = allowed_modules(arch_name, devices)
         if modules not in allowed:
-            reasons.append(Reason("bad", "compat.gpu_driver",
+            reasons.append(Reason("fail", "compat.gpu_driver",
                                   f"{gpu_label} needs {' or '.join(allowed)} kernel modules, not {modules}"))
     if driver and cuda:
         reasons += driver_cuda(driver, cuda)
@@ -287,12 +292,12 @@ def evaluate(arch_name: str | None = None, driver: DriverVersion | None = None, 
     recommended = recommend(arch_name, os_id, modules, today, devices) if arch_name or os_id or device else {}
     if (arch_name or device) and not driver:
         if recommended.get("branch"):
-            reasons.append(Reason("ok", "compat.branch_available",
+            reasons.append(Reason("pass", "compat.branch_available",
                                   f"R{recommended['branch']} supports {gpu_label}"
                                   + (f" and is installable on {os_id}" if os_id else "")))
         else:
             legacy = (device or {}).get("legacy_branch")
-            reasons.append(Reason("bad", "compat.branch_available",
+            reasons.append(Reason("fail", "compat.branch_available",
                                   f"no supported, non-EOL driver branch for {gpu_label}"
                                   + (f" on {os_id}" if os_id else "")
                                   + (f": its last branch is the legacy R{legacy}" if legacy else "")))
@@ -339,7 +344,7 @@ def install_plan(os_id: str, arch_name: str | None = None, modules: str = "auto"
     if arch_name and verdict_of(gpu_driver(arch_name, candidate)) == "incompatible":
         raise LlmhostError(f"nvidia_driver_branch {chosen} cannot drive {arch_name} GPUs")
     for device in devices or []:
-        bad = [r.message for r in device_driver(device, candidate) if r.level == "bad"]
+        bad = [r.message for r in device_driver(device, candidate) if r.level == "fail"]
         if bad:
             raise LlmhostError(f"nvidia_driver_branch {chosen} ({candidate}) cannot drive this host's GPU: {bad[0]}")
     flavour = rec["modules"] if modules == "auto" else modules

@@ -32,8 +32,8 @@ def _toolkit(kind: str, cuda: CudaVersion, row: dict[str, Any]) -> dict[str, Any
 def _check_runs(cuda: CudaVersion, driver: DriverVersion, arch: str | None, allow_minor: bool) -> str:
     """'ok' or 'minor' when this driver (and GPU architecture) can run code built by this toolkit."""
     reasons = compat.driver_cuda(driver, cuda) + (compat.gpu_cuda(arch, cuda) if arch else [])
-    bad = [r.message for r in reasons if r.level == "bad"]
-    minor = [r.message for r in reasons if r.level == "minor"]
+    bad = [r.message for r in reasons if r.level == "fail"]
+    minor = [r.message for r in reasons if r.minor]
     if bad:
         raise LlmhostError(f"cuda_toolkit_versions {cuda.short}: {bad[0]}")
     if minor and not allow_minor:
