@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import replay, results, write_snapshot
+from conftest import REAL, replay, results, write_snapshot
 from llmhost import knowledge
 from llmhost.knowledge import compat
 from llmhost.errors import LlmhostError
@@ -216,3 +216,33 @@ def test_facts_json_carries_each_fields_origin(tmp_path):
     assert h100["origin"]["link_width_current"] == "sysfs" and h200["origin"]["name"] == "lspci"
     assert h200["modules"] == ["open", "proprietary"] and h200["first_driver"]["550"] == "550.40.65"
     assert data["unknown"]["driver_installed"] == "the package database was not read"
+
+
+def _statuses(report):
+    found = {}
+    for r in report.results:
+        found.setdefault(r.id, set()).add(r.status)
+    return found
+
+
+def test_a_pasted_lspci_alone_gives_the_verdicts_lspci_supports(tmp_path):
+    text = (REAL / "lspci-rtx-a6000.txt").read_text()
+    report = replay(write_snapshot(tmp_path / "s", base=False, cmds={"lspci-vvv": (text, "", 0)}))
+    found = _statuses(report)
+    assert found["gpu.present"] == {"pass"}
+    assert found["pcie.link_width"] <= {"pass", "fail"} and found["pcie.resizable_bar"] <= {"pass", "warn"}
+    # What lspci cannot show is unknown, not 'no': nothing else fails.
+    failing = {k for k, v in found.items() if "fail" in v} - {"pcie.link_width", "pcie.link_speed"}
+    assert not failing, failing
+    assert found["memory.ram_vs_vram"] == {"skip"} and found["driver.loaded"] == {"skip"}
+
+
+def test_nvidia_smi_alone_gives_the_verdicts_it_supports(tmp_path):
+    xml = (REAL / "nvsmi-tesla-t4-515.105.01.xml").read_text()
+    report = replay(write_snapshot(tmp_path / "s", base=False, cmds={"nvidia-smi-q-x": (xml, "", 0)}))
+    found = _statuses(report)
+    assert found["gpu.present"] == {"pass"} and found["driver.loaded"] == {"pass"}
+    assert found["compat.gpu_driver"] == {"pass"} and found["gpu.ecc"] == {"pass"}
+    assert found["pcie.link_width"] == {"fail"}  # the T4 runs at x8 of x16: nvidia-smi shows it
+    failing = {k for k, v in found.items() if "fail" in v} - {"pcie.link_width"}
+    assert not failing, failing
