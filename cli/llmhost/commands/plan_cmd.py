@@ -53,7 +53,8 @@ def _model(gguf_path, model_name, params, quant, arch_numbers) -> dict:
                 "layers": header["layers"], "heads": header["heads"], "kv_heads": header["kv_heads"],
                 "head_dim": header["head_dim"], "head_dim_v": header["head_dim_v"], "vocab": header["vocab"],
                 "max_context": header["context"], "file_bytes": header["file_bytes"], "exact": True,
-                "chat_template": header["chat_template"], "weights": weights}
+                "chat_template": header["chat_template"], "weights": weights, "shards": header["shards"],
+                **({"fetched_bytes": header["fetched_bytes"]} if "fetched_bytes" in header else {})}
     shape = engine.shape_from_model(model_name) if model_name else None
     if not quant:
         raise LlmhostError("--quant is required with --model or --params (e.g. --quant Q4_K_M)")
@@ -82,7 +83,7 @@ def _model(gguf_path, model_name, params, quant, arch_numbers) -> dict:
 
 
 @click.command()
-@click.argument("gguf_path", required=False, metavar="[MODEL.gguf]")
+@click.argument("gguf_path", required=False, metavar="[MODEL.gguf|URL]")
 @click.option("--model", "model_name", metavar="NAME", help="A known model shape, e.g. llama-3.1-70b, qwen2.5-72b.")
 @click.option("--params", metavar="COUNT", help="Parameter count, e.g. 70B (estimate from measured bits per weight).")
 @click.option("--quant", metavar="TYPE", help="Q4_K_M, Q5_K_M, Q6_K, Q8_0, F16, ...")
@@ -136,6 +137,11 @@ def _text(r: dict) -> str:
     name = m.get("name") or m.get("path") or f"{m.get('params', 0) / 1e9:.1f}B"
     how = {"gguf": "exact, from the GGUF header", "shape": "tensor by tensor, llama.cpp quant rules",
            "params": "estimate from measured bits per weight (+/- 7%)"}[m["source"]]
+    if m.get("fetched_bytes") is not None:
+        how += (f"; {m['fetched_bytes']:,} of {m['file_bytes']:,} bytes fetched "
+                f"({100 * m['fetched_bytes'] / m['file_bytes']:.2f} %)")
+    if m.get("shards", 1) > 1:
+        how += f"; {m['shards']} shards"
     gpus = ", ".join(_gib(g) for g in r["host"]["gpus"]) or "none"
     lines = [
         f"model      {name} ({m.get('arch') or '?'}, {m['layers']} layers){' ' + m['quant'] if m.get('quant') else ''}",

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import re
 import struct
+import urllib.error
+import urllib.request
 from functools import cache
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -164,21 +166,122 @@ def _count(fields: dict[str, Any], key: str, label: str, required: bool = True, 
     return value
 
 
-def read(path: str) -> dict[str, Any]:
-    """-> {arch, name, layers, hidden, heads, kv_heads, head_dim, head_dim_v, context, vocab, file_type,
-    chat_template, tensors: [(name, type, n_bytes, shape)], weight_bytes, file_bytes}"""
-    file = Path(path)
-    if not file.is_file():
-        raise LlmhostError(f"model {path!r} is not a file: expected a .gguf file")
-    size = file.stat().st_size
-    try:
-        with file.open("rb") as handle:
-            fields, tensors, data_end = _read_header(_Stream(handle, size, path))
-    except OSError as exc:
-        raise LlmhostError(f"model {path!r} cannot be read: {exc.strerror or exc}") from None
+class RemoteFile:
+    """A remote GGUF as a seekable file, through HTTP Range requests in CHUNK-sized pieces: only the
+    chunks the header walk touches travel (a vocabulary's f32 scores are seeked over, not fetched).
+    Bounded: at most MAX_REMOTE_HEADER bytes fetched and TIMEOUT_S per request."""
+
+    CHUNK = 64 * 1024  # ~70 requests for a 6 MB header; smaller chunks fetch little less (measured)
+    MAX_REMOTE_HEADER = 128 << 20
+    TIMEOUT_S = 30.0
+
+    def __init__(self, url: str):
+        self.url, self.pos, self.fetched, self.requests = url, 0, 0, 0
+        self.chunks: dict[int, bytes] = {}
+        self.size = self._fetch_chunk(0, first=True)
+
+    def _get(self, start: int, end: int) -> tuple[int, dict[str, str], bytes]:
+        request = urllib.request.Request(self.url, headers={"Range": f"bytes={start}-{end}",
+                                                            "User-Agent": "llmhost-plan"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.TIMEOUT_S) as answer:  # noqa: S310 - http(s) only
+                body = answer.read(end - start + 2)
+                return answer.status, {k.lower(): v for k, v in answer.headers.items()}, body
+        except urllib.error.HTTPError as exc:
+            raise LlmhostError(f"model {self.url!r} answered HTTP {exc.code}: expected the GGUF file") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise LlmhostError(f"model {self.url!r} cannot be read: {getattr(exc, 'reason', exc)}") from None
+
+    def _fetch_chunk(self, index: int, first: bool = False) -> int:
+        start = index * self.CHUNK
+        if self.fetched + self.CHUNK > self.MAX_REMOTE_HEADER:
+            raise LlmhostError(f"model {self.url!r}: its header goes on past {self.MAX_REMOTE_HEADER >> 20} MiB")
+        status, headers, body = self._get(start, start + self.CHUNK - 1)
+        self.requests += 1
+        total = re.fullmatch(r"bytes \d+-\d+/(\d+)", headers.get("content-range", "").strip())
+        if status != 206 or not total or len(body) > self.CHUNK:
+            raise LlmhostError(f"model {self.url!r} is not served in byte ranges (HTTP {status}, no Content-Range): "
+                               "llmhost reads only a remote model's header, so the server must honour Range")
+        size = int(total.group(1)) if first else self.size
+        if len(body) != min(self.CHUNK, max(0, size - start)):
+            raise LlmhostError(f"model {self.url!r} answered {len(body)} bytes for bytes {start}-{start + self.CHUNK - 1} "
+                               f"of a {size}-byte file")
+        self.fetched += len(body)
+        self.chunks[index] = body
+        return size
+
+    def read(self, count: int) -> bytes:
+        out = bytearray()
+        while count > 0 and self.pos < self.size:
+            index, offset = divmod(self.pos, self.CHUNK)
+            if index not in self.chunks:
+                self._fetch_chunk(index)
+            piece = self.chunks[index][offset:offset + count]
+            if not piece:
+                break
+            out += piece
+            self.pos += len(piece)
+            count -= len(piece)
+        return bytes(out)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = offset if whence == 0 else self.pos + offset
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.chunks.clear()
+
+
+_SHARD = re.compile(r"^(?P<stem>.*)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$")
+
+
+def _one(path: str) -> tuple[dict[str, Any], list, int, dict[str, int]]:
+    """One file's header: (fields, tensors, file size, {fetched, requests} for a remote file)."""
+    if re.match(r"^https?://", path, re.IGNORECASE):
+        with RemoteFile(path) as remote:
+            fields, tensors, data_end = _read_header(_Stream(remote, remote.size, path))
+            size, traffic = remote.size, {"fetched_bytes": remote.fetched, "requests": remote.requests}
+    else:
+        file = Path(path)
+        if not file.is_file():
+            raise LlmhostError(f"model {path!r} is not a file: expected a .gguf file or an http(s) URL")
+        size = file.stat().st_size
+        try:
+            with file.open("rb") as handle:
+                fields, tensors, data_end = _read_header(_Stream(handle, size, path))
+        except OSError as exc:
+            raise LlmhostError(f"model {path!r} cannot be read: {exc.strerror or exc}") from None
+        traffic = {}
     if data_end > size:
         raise LlmhostError(f"model {path!r} is truncated: its tensors end at byte {data_end}, the file has {size}")
-    return describe(fields, tensors, size, path)
+    return fields, tensors, size, traffic
+
+
+def read(path: str) -> dict[str, Any]:
+    """A local path or an http(s) URL (only the header's bytes are fetched); for a split model
+    (NAME-00001-of-00003.gguf) every shard's tensors are summed.
+    -> {arch, name, layers, hidden, heads, kv_heads, head_dim, head_dim_v, context, vocab, file_type,
+    chat_template, tensors: [(name, type, n_bytes, shape)], weight_bytes, file_bytes, shards, fetched_bytes?}"""
+    fields, tensors, size, traffic = _one(path)
+    shard = _SHARD.match(path)
+    count = int(shard["count"]) if shard else 1
+    if shard and (int(shard["index"]) != 1 or not 1 <= count <= 999):
+        raise LlmhostError(f"model {path!r} is shard {int(shard['index'])} of {count}: give the first shard (-00001-of-)")
+    for index in range(2, count + 1):
+        _, more, more_size, more_traffic = _one(f"{shard['stem']}-{index:05d}-of-{shard['count']}.gguf")
+        tensors, size = tensors + more, size + more_size
+        for key, value in more_traffic.items():
+            traffic[key] = traffic.get(key, 0) + value
+    header = describe(fields, tensors, size, path)
+    header["shards"] = count
+    header.update(traffic)
+    return header
 
 
 def describe(fields: dict[str, Any], tensors: list, file_bytes: int, label: str) -> dict[str, Any]:
