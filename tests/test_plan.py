@@ -77,8 +77,10 @@ def test_plan_gemma_from_its_header(gemma):
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["model"]["source"] == "gguf" and data["bytes"]["weights"] == 246587904
-    # 2 x 18 layers x 1 KV head x 256 x 4096 x 2 requests x 34/32 bytes (q8_0)
-    assert data["bytes"]["kv_cache"] == 2 * 18 * 1 * 256 * 4096 * 2 * 34 // 32
+    # What llama-server (0c1e570) logs for these flags: 12.75 MiB for the 3 global layers (4096 cells x 2 seqs)
+    # + 15.94 MiB for the 15 sliding-window layers (1024 cells x 2 seqs: window 512 + ubatch 512).
+    assert data["bytes"]["kv_cache"] == (3 * 4096 * 2 + 15 * 1024 * 2) * 512 * 34 // 32
+    assert round(data["bytes"]["kv_cache"] / 2**20, 2) == round(12.75 + 15.94, 2)
     assert data["fit"]["verdict"] == "fits" and data["fit"]["gpu_layers"] == 18
     flags = data["runtime"]["llama_cpp"]["flags"]
     assert flags[flags.index("--gpu-layers") + 1] == "all" and flags[flags.index("--ctx-size") + 1] == "8192"
@@ -143,3 +145,107 @@ def test_without_ram_the_hosts_ram_is_judged_not_assumed(tmp_path):
                                       "--snapshot", str(snap), "--json"])
     data = json.loads(result.output)
     assert data["host"]["ram"] == 8 << 30 and data["fit"]["ram_ok"] is False and result.exit_code == 1
+
+
+# DeepSeek-V3 as its config.json on huggingface.co/deepseek-ai/DeepSeek-V3 describes it, written as the GGUF
+# header llama.cpp's convert_hf_to_gguf.py makes of it (MLA: one latent KV head of kv_lora_rank + rope dims);
+# the tensor data is a sparse file, so 380 GB cost nothing.
+DEEPSEEK_V3 = {"hidden": 7168, "layers": 61, "dense_layers": 3, "ff": 18432, "expert_ff": 2048, "experts": 256,
+               "experts_used": 8, "shared": 1, "heads": 128, "q_lora": 1536, "kv_lora": 512, "rope": 64, "nope": 128,
+               "v_head": 128, "vocab": 129280, "context": 163840}
+Q4_K = 12
+
+
+def _deepseek_v3(tmp_path):
+    import struct
+
+    from test_gguf_header import STRING, U32, _kv, _s, gguf, tensor
+
+    c = DEEPSEEK_V3
+    u32 = lambda v: struct.pack("<I", v)  # noqa: E731
+    kvs = [_kv("general.architecture", STRING, _s("deepseek2")), _kv("general.name", STRING, _s("DeepSeek V3"))] + [
+        _kv(f"deepseek2.{k}", U32, u32(v)) for k, v in (
+            ("block_count", c["layers"]), ("embedding_length", c["hidden"]), ("feed_forward_length", c["ff"]),
+            ("expert_feed_forward_length", c["expert_ff"]), ("expert_count", c["experts"]),
+            ("expert_used_count", c["experts_used"]), ("expert_shared_count", c["shared"]),
+            ("leading_dense_block_count", c["dense_layers"]), ("attention.head_count", c["heads"]),
+            ("attention.head_count_kv", 1), ("attention.key_length", c["kv_lora"] + c["rope"]),
+            ("attention.value_length", c["kv_lora"]), ("attention.key_length_mla", c["nope"] + c["rope"]),
+            ("attention.value_length_mla", c["v_head"]), ("attention.kv_lora_rank", c["kv_lora"]),
+            ("attention.q_lora_rank", c["q_lora"]), ("rope.dimension_count", c["rope"]),
+            ("context_length", c["context"]))]
+    h, offset, infos = c["hidden"], 0, []
+
+    def add(name, shape):
+        nonlocal offset
+        infos.append(tensor(name, shape, Q4_K, offset))
+        offset += -(-(gguf_header.tensor_bytes(Q4_K, __import__("math").prod(shape))) // 32) * 32
+
+    add("token_embd.weight", [h, c["vocab"]])
+    add("output.weight", [h, c["vocab"]])
+    for i in range(c["layers"]):
+        add(f"blk.{i}.attn_q_a.weight", [h, c["q_lora"]])
+        add(f"blk.{i}.attn_q_b.weight", [c["q_lora"], c["heads"] * (c["nope"] + c["rope"])])
+        add(f"blk.{i}.attn_kv_a_mqa.weight", [h, c["kv_lora"] + c["rope"]])
+        add(f"blk.{i}.attn_k_b.weight", [c["nope"], c["kv_lora"] * c["heads"]])
+        add(f"blk.{i}.attn_v_b.weight", [c["kv_lora"], c["v_head"] * c["heads"]])
+        add(f"blk.{i}.attn_output.weight", [c["heads"] * c["v_head"], h])
+        if i < c["dense_layers"]:
+            for kind in ("gate", "up"):
+                add(f"blk.{i}.ffn_{kind}.weight", [h, c["ff"]])
+            add(f"blk.{i}.ffn_down.weight", [c["ff"], h])
+        else:
+            add(f"blk.{i}.ffn_gate_inp.weight", [h, c["experts"]])
+            for kind in ("gate", "up"):
+                add(f"blk.{i}.ffn_{kind}_exps.weight", [h, c["expert_ff"], c["experts"]])
+                add(f"blk.{i}.ffn_{kind}_shexp.weight", [h, c["expert_ff"]])
+            add(f"blk.{i}.ffn_down_exps.weight", [c["expert_ff"], h, c["experts"]])
+            add(f"blk.{i}.ffn_down_shexp.weight", [c["expert_ff"], h])
+    head = gguf(kvs, infos)
+    path = tmp_path / "DeepSeek-V3-Q4_K.gguf"
+    with path.open("wb") as out:
+        out.write(head)
+        out.truncate(len(head) + offset)
+    return path
+
+
+def test_deepseek_v3_on_one_24gb_gpu_keeps_attention_there_and_the_experts_in_ram(tmp_path):
+    model = _deepseek_v3(tmp_path)
+    result = CliRunner().invoke(cli, ["plan", str(model), "--gpu-mem", "24GiB", "--ram", "512GiB", "--ctx", "8192",
+                                      "--gpu-bw", "1008", "--mem-bw", "200", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert 360e9 < data["bytes"]["weights"] < 420e9  # 671B at Q4_K
+    fit = data["fit"]
+    assert fit["verdict"] == "fits-experts-on-cpu" and fit["gpu_layers"] == 61
+    assert 50 <= fit["cpu_moe_layers"] <= 58 and fit["vram_needed"] <= 24 * 2**30
+    flags = data["runtime"]["llama_cpp"]["flags"]
+    assert flags[flags.index("--gpu-layers") + 1] == "all"
+    assert flags[flags.index("--n-cpu-moe") + 1] == str(fit["cpu_moe_layers"])
+    # MLA: 61 layers x 576 latent values x 8192 cells x 2 bytes, not 128 heads x (192 + 128) (40 GiB).
+    assert data["bytes"]["kv_cache"] == 61 * 576 * 8192 * 2
+    assert data["ram_needed"] > 300e9 and fit["ram_ok"]
+    # 8 of 256 experts per token: decode reads ~ 37B active parameters, not 671B.
+    speed = data["speed"]
+    assert speed["cpu_bytes_per_token"] + speed["gpu_bytes_per_token"] < 0.1 * data["bytes"]["weights"]
+    assert speed["decode_tokens_per_s"] > 1 and "8 of 256 experts" in speed["basis"]
+    assert "vllm" not in data["runtime"]  # vLLM keeps every weight in VRAM
+
+
+def test_a_context_beyond_the_trained_one_is_warned(gemma):
+    result = CliRunner().invoke(cli, ["plan", str(gemma), "--gpu-mem", "8GiB", "--ram", "16GiB", "--ctx", "65536",
+                                      "--json"])
+    assert "beyond the 32768 tokens" in json.loads(result.output)["warnings"][0]
+
+
+def test_verify_puts_llama_cpps_allocations_beside_the_plan(gemma, llama_install):
+    result = CliRunner().invoke(cli, ["plan", str(gemma), "--ctx", "1024", "--mem-bw", "20", "--verify",
+                                      "--server", str(llama_install / "bin" / "llama-server"), "--json"])
+    assert result.exit_code == 0, result.output
+    verify = json.loads(result.output)["verify"]
+    for key in ("weights", "kv_cache"):
+        assert 0.9 <= verify["ratio"][key] <= 1.1, (key, verify)
+    measured = sum(verify["measured"][k] for k in ("weights", "kv_cache", "compute"))
+    predicted = sum(verify["predicted"][k] for k in ("weights", "kv_cache", "compute"))
+    assert 0.9 <= predicted / measured <= 1.1, verify
+    assert verify["measured"]["decode_tokens_per_s"] > 0

@@ -24,6 +24,7 @@ def _hardware_from_host(snapshot_path: str | None) -> engine.Hardware:
     try:
         facts = Facts(host)
         gpus = [g["vram_mib"] << 20 for g in facts.gpus if g.get("vram_mib")]
+        bandwidths = [knowledge.gpu_bandwidth(g["pci_device_id"]) for g in facts.gpus if g.get("pci_device_id")]
         try:
             ram = facts.meminfo["MemTotal"] * 1024
         except Unavailable:
@@ -38,8 +39,10 @@ def _hardware_from_host(snapshot_path: str | None) -> engine.Hardware:
             nodes = max(1, len(facts.numa_nodes))
         except Unavailable:
             nodes = 1
-        return engine.Hardware(gpus, ram, cpus, nodes, cores,
-                               f"snapshot {snapshot_path}" if snapshot_path else "this host")
+        hw = engine.Hardware(gpus, ram, cpus, nodes, cores, f"snapshot {snapshot_path}" if snapshot_path else "this host")
+        if bandwidths and all(bandwidths):
+            hw.gpu_bandwidth, hw.gpu_bandwidth_source = min(bandwidths) * 1e9, "the GPU's data sheet"
+        return hw
     finally:
         if tmp:
             tmp.cleanup()
@@ -49,9 +52,13 @@ def _model(gguf_path, model_name, params, quant, arch_numbers) -> dict:
     if gguf_path:
         header = gguf_header.read(gguf_path)
         weights = engine.weights_by_gguf(header)
+        kv_heads, head_dim_v = (1, 0) if header["mla"] else (header["kv_heads"], header["head_dim_v"])
         return {"source": "gguf", "path": gguf_path, "arch": header["arch"], "name": header["name"],
-                "layers": header["layers"], "heads": header["heads"], "kv_heads": header["kv_heads"],
-                "head_dim": header["head_dim"], "head_dim_v": header["head_dim_v"], "vocab": header["vocab"],
+                "layers": header["layers"], "heads": header["heads"], "kv_heads": kv_heads,
+                "head_dim": header["head_dim"], "head_dim_v": head_dim_v, "vocab": header["vocab"],
+                "experts": header["experts"], "experts_used": header["experts_used"], "mla": header["mla"],
+                "hidden": header["hidden"], "ff": header["ff"], "expert_ff": header["expert_ff"],
+                **engine.sliding_window(header["arch"], header["layers"], header["swa_window"]),
                 "max_context": header["context"], "file_bytes": header["file_bytes"], "exact": True,
                 "chat_template": header["chat_template"], "weights": weights, "shards": header["shards"],
                 **({"fetched_bytes": header["fetched_bytes"]} if "fetched_bytes" in header else {})}
@@ -61,6 +68,7 @@ def _model(gguf_path, model_name, params, quant, arch_numbers) -> dict:
     if shape:
         weights = engine.weights_by_shape(shape, quant)
         return {"source": "shape", "name": model_name, "arch": shape.arch, "layers": shape.layers, "heads": shape.heads,
+                "hidden": shape.hidden, "ff": shape.ff, **engine.sliding_window(shape.arch, shape.layers, shape.sliding_window),
                 "kv_heads": shape.kv_heads, "head_dim": shape.head_dim, "head_dim_v": shape.head_dim,
                 "vocab": shape.vocab, "max_context": shape.context, "params": shape.params, "quant": quant,
                 "exact": False, "weights": weights}
@@ -97,9 +105,18 @@ def _model(gguf_path, model_name, params, quant, arch_numbers) -> dict:
 @click.option("--gpu-mem", metavar="SIZE[,SIZE...]", help="VRAM per GPU, e.g. 24GiB,24GiB (default: this host).")
 @click.option("--ram", metavar="SIZE", help="Host RAM (default: this host).")
 @click.option("--snapshot", "snapshot_path", metavar="PATH", help="Take the hardware from a snapshot.")
+@click.option("--gpu-bw", metavar="GB/S", type=click.FloatRange(min=0, min_open=True),
+              help="Memory bandwidth of one GPU (default: from the GPU's PCI id).")
+@click.option("--mem-bw", metavar="GB/S", type=click.FloatRange(min=0, min_open=True),
+              help="Host memory read bandwidth on every core (see llmhost bench --roofline).")
+@click.option("--measure-bw", is_flag=True, help="Measure this host's memory bandwidth (a few seconds).")
+@click.option("--verify", is_flag=True, help="Run the plan with llama-server on this host: its allocations and "
+              "decode speed beside the prediction.")
+@click.option("--server", "server_path", metavar="PATH", default="/opt/llmhost/llama.cpp/current/bin/llama-server",
+              show_default=True, help="With --verify: the llama-server binary.")
 @click.option("--json", "as_json", is_flag=True)
 def plan(gguf_path, model_name, params, quant, layers, kv_heads, head_dim, heads, ctx, parallel, kv_type,
-         gpu_mem, ram, snapshot_path, as_json):
+         gpu_mem, ram, snapshot_path, gpu_bw, mem_bw, measure_bw, verify, server_path, as_json):
     """Size a model (a GGUF file, --model NAME or --params COUNT) for this host and print runtime flags.
 
     Exit 0 when it can run (in VRAM, across GPUs, or partly or wholly on the CPU within the RAM),
@@ -107,6 +124,10 @@ def plan(gguf_path, model_name, params, quant, layers, kv_heads, head_dim, heads
     """
     if sum(bool(x) for x in (gguf_path, model_name, params)) != 1:
         raise LlmhostError("give exactly one of MODEL.gguf, --model NAME or --params COUNT")
+    if verify and (not gguf_path or "://" in gguf_path or snapshot_path):
+        raise LlmhostError("--verify runs a local MODEL.gguf on this host: give its path (not a URL, --model, "
+                           "--params or --snapshot)")
+    measure_bw = measure_bw or (verify and not mem_bw)
     model = _model(gguf_path, model_name, params, quant, (layers, kv_heads, head_dim, heads))
     if gpu_mem is not None or ram is not None:
         gpus = [parse_size(s, "--gpu-mem") for s in gpu_mem.split(",") if s.strip()] if gpu_mem else []
@@ -118,7 +139,21 @@ def plan(gguf_path, model_name, params, quant, layers, kv_heads, head_dim, heads
             hw.source = f"given GPUs; RAM of {host.source}"
     else:
         hw = _hardware_from_host(snapshot_path)
+    if gpu_bw:
+        hw.gpu_bandwidth, hw.gpu_bandwidth_source = gpu_bw * 1e9, "given"
+    if mem_bw:
+        hw.cpu_bandwidth, hw.cpu_bandwidth_source = mem_bw * 1e9, "given"
+    elif measure_bw:
+        from llmhost.runtime import membw
+
+        measured = membw.read_bandwidth()
+        hw.cpu_bandwidth = measured["bytes_per_s"]
+        hw.cpu_bandwidth_source = f"measured on {measured['workers']} CPUs"
     result = engine.plan(model, hw, ctx, parallel, kv_type)
+    if verify:
+        from llmhost.runtime import verify as check
+
+        result["verify"] = check.run(result, gguf_path, server_path)
     # Partial offload and CPU-only plans still run; only a CPU part larger than the RAM does not.
     fits = result["fit"]["ram_ok"]
     if as_json:
@@ -150,6 +185,7 @@ def _text(r: dict) -> str:
         f"compute    {_gib(b['compute'])}   overhead {_gib(b['overhead_per_gpu'])} per GPU",
         f"hardware   GPUs: {gpus}; RAM: {_gib(r['host']['ram']) if r['host']['ram'] else '?'} ({r['host']['source']})",
         f"verdict    {f['verdict']}: {f['gpu_layers']}/{m['layers']} layers on {f['gpus_needed']} GPU(s)"
+        + (f", the experts of {f['cpu_moe_layers']} layers in RAM" if f.get("cpu_moe_layers") else "")
         + (f", VRAM needed {_gib(f['vram_needed'])}" if f.get("vram_needed") else ""),
         f"RAM        {_gib(r['ram_needed'])} needed{'' if f['ram_ok'] else ' - MORE THAN THIS HOST HAS'}; "
         f"disk {_gib(r['disk_needed'])}; 2 MiB huge pages for the CPU part: {r['hugepages_2m']}",
@@ -158,4 +194,17 @@ def _text(r: dict) -> str:
     if "vllm" in r["runtime"]:
         lines.append(f"vLLM       vllm serve {' '.join(r['runtime']['vllm']['flags'])}")
     lines.append(f"recommended runtime: {r['runtime']['recommended']}")
+    speed = r["speed"]
+    lines.append(f"decode     {speed['decode_tokens_per_s']} tok/s predicted for one request ({speed['basis']})"
+                 if speed["decode_tokens_per_s"] else f"decode     not predicted: {speed['basis']}")
+    lines += [f"warning    {w}" for w in r["warnings"]]
+    if "verify" in r:
+        v = r["verify"]
+        lines.append(f"verify     llama-server measured vs predicted ({v['server']}):")
+        for key, label in (("weights", "weights"), ("kv_cache", "KV cache"), ("compute", "compute")):
+            lines.append(f"  {label:9} {_gib(v['measured'][key])} measured, {_gib(v['predicted'][key])} predicted"
+                         + (f" ({v['ratio'][key]:.2f}x)" if v["ratio"][key] else ""))
+        lines.append(f"  decode    {v['measured']['decode_tokens_per_s']} tok/s measured, "
+                     f"{v['predicted']['decode_tokens_per_s']} predicted"
+                     + (f" ({v['ratio']['decode_tokens_per_s']:.2f}x)" if v["ratio"]["decode_tokens_per_s"] else ""))
     return "\n".join(lines)

@@ -147,6 +147,13 @@ def gpu_by_pci_id(device_id: str, subsystem: str | None = None) -> dict[str, Any
     return entry
 
 
+def gpu_bandwidth(device_id: str) -> float | None:
+    """GB/s of a GPU's memory from its data sheet (data/gpus.yml), None when not recorded."""
+    key = device_key(device_id)
+    value = (load("gpus").get("bandwidth_gbs") or {}).get(key or "")
+    return float(value) if value else None
+
+
 _CHIP = re.compile(r"\b([A-Z]{2})\d{3}[A-Z]{0,3}\b")
 
 

@@ -47,6 +47,7 @@ class Shape:
     qkv_bias: bool = False
     context: int | None = None
     head_dim_v: int | None = None
+    sliding_window: int | None = None
 
     @property
     def params(self) -> int:
@@ -59,7 +60,8 @@ def shape_from_model(name: str) -> Shape:
         raise LlmhostError(f"model {name!r} is unknown: expected one of {', '.join(models)} (or --params, or a .gguf)")
     row = models[name]
     return Shape(row["arch"], row["layers"], row["hidden"], row["ff"], row["heads"], row["kv_heads"], row["head_dim"],
-                 row["vocab"], row.get("tied", False), row.get("qkv_bias", False), row.get("context"))
+                 row["vocab"], row.get("tied", False), row.get("qkv_bias", False), row.get("context"),
+                 sliding_window=row.get("sliding_window"))
 
 
 def tensors(shape: Shape) -> list[tuple[str, int | None, int, int]]:
@@ -117,30 +119,82 @@ def weights_by_shape(shape: Shape, quant: str) -> dict[str, int]:
             embd += size
         else:
             output += size
-    return {"total": sum(per_layer) + embd + output, "per_layer": max(per_layer), "token_embd": embd, "output": output}
+    return {"total": sum(per_layer) + embd + output, "layers_total": sum(per_layer), "per_layer": max(per_layer),
+            "token_embd": embd, "output": output, "tied": shape.tied}
 
 
 def weights_by_gguf(header: dict[str, Any]) -> dict[str, int]:
+    """Bytes by where llama.cpp can place them: per layer (its largest), its routed experts (the
+    *_exps tensors of a MoE layer, which --n-cpu-moe keeps in host memory), the token embedding (host
+    memory) and the rest (output, norms)."""
     per_layer: dict[int, int] = {}
+    experts: dict[int, int] = {}
     embd = output = 0
     for name, _, size, _ in header["tensors"]:
         parts = name.split(".")
         if parts[0] == "blk" and len(parts) > 1 and is_number(parts[1]):
-            per_layer[int(parts[1])] = per_layer.get(int(parts[1]), 0) + size
+            layer = int(parts[1])
+            per_layer[layer] = per_layer.get(layer, 0) + size
+            if len(parts) > 2 and parts[2].endswith("_exps"):
+                experts[layer] = experts.get(layer, 0) + size
         elif parts[0] == "token_embd":
             embd += size
         else:
             output += size
-    return {"total": header["weight_bytes"], "per_layer": max(per_layer.values(), default=0), "token_embd": embd,
-            "output": output}
+    tied = not any(t[0] == "output.weight" for t in header["tensors"])
+    if tied:
+        # Tied embeddings: llama.cpp duplicates token_embd as the output layer, which every token reads whole.
+        output += embd
+    return {"tied": tied, "total": header["weight_bytes"], "layers_total": sum(per_layer.values()), "per_layer": max(per_layer.values(), default=0), "token_embd": embd,
+            "output": output, "experts": sum(experts.values()), "experts_per_layer": max(experts.values(), default=0),
+            "moe_layers": len(experts)}
 
 
 def kv_bytes(layers: int, kv_heads: float, head_dim_k: int, head_dim_v: int, context: int, parallel: int,
-             kv_type: str) -> int:
+             kv_type: str, swa_layers: int = 0, swa_window: int = 0, ubatch: int = 512) -> int:
+    """llama.cpp's KV cache: every layer holds context x parallel cells, except sliding-window layers,
+    which hold min(context, window + ubatch) cells per slot, padded to 256 (llama-kv-cache-iswa.cpp).
+    An MLA model caches its compressed latent: head_dim_k = kv_lora_rank + rope dims, one head, no V."""
     if kv_type.lower() not in knowledge.load("sizing")["kv_types"]:
         raise LlmhostError(f"--kv-type {kv_type!r} is not valid: expected f16, q8_0 or q4_0")
-    elements = layers * kv_heads * (head_dim_k + head_dim_v) * context * parallel
+    per_cell = kv_heads * (head_dim_k + head_dim_v)
+    swa_layers = min(swa_layers, layers) if swa_window else 0
+    swa_cells = -(-min(context, swa_window + ubatch) // 256) * 256 if swa_layers else 0
+    elements = per_cell * ((layers - swa_layers) * context * parallel + swa_layers * min(swa_cells, context) * parallel)
     return type_bytes(kv_type, int(elements))
+
+
+def compute_bytes(model: dict[str, Any], context: int) -> int:
+    """llama.cpp's compute buffer for one micro-batch (f32): the feed-forward activations (gate, up and
+    their product), a few hidden-size rows, the attention scores when they are materialised (no flash
+    attention), and one logits row per sequence. Measured on Gemma 3 270M: 23.3 MiB reported, this says
+    26 MiB. Without the feed-forward width (a --params plan) it falls back to the logits of a whole
+    micro-batch, an upper bound."""
+    ubatch = knowledge.load("runtimes")["llama_server"]["ubatch"]
+    vocab = model.get("vocab") or 32000
+    ff, hidden = model.get("ff"), model.get("hidden")
+    if not ff or not hidden:
+        return ubatch * vocab * 4
+    if model.get("experts_used"):
+        ff = max(ff, (model.get("expert_ff") or ff) * model["experts_used"])
+    scores = ubatch * (model.get("heads") or 1) * context
+    return 4 * (ubatch * (3 * ff + 4 * hidden) + scores + vocab)
+
+
+def sliding_window(arch: str | None, layers: int, window: int | None) -> dict[str, int]:
+    """{'swa_layers', 'swa_window'} for an architecture with sliding-window layers, else {}."""
+    row = knowledge.load("sizing")["swa"].get(arch or "")
+    if not row:
+        return {}
+    pattern = row["pattern"]
+    swa_layers = sum(1 for i in range(layers) if i % pattern < pattern - 1)
+    return {"swa_layers": swa_layers, "swa_window": window or row["window"]}
+
+
+def kv_for(model: dict[str, Any], context: int, parallel: int, kv_type: str) -> int:
+    ubatch = knowledge.load("runtimes")["llama_server"]["ubatch"]
+    return kv_bytes(model["layers"], model["kv_heads"], model["head_dim"], model["head_dim_v"], context, parallel,
+                    kv_type, model.get("swa_layers", 0), model.get("swa_window", 0), ubatch)
 
 
 @dataclass
@@ -151,6 +205,10 @@ class Hardware:
     numa_nodes: int = 1
     cores: int | None = None    # physical cores among them (decode is memory-bound: one thread per core)
     source: str = "given"
+    gpu_bandwidth: float | None = None   # bytes/s of one GPU's memory (the slowest, when several)
+    gpu_bandwidth_source: str = ""
+    cpu_bandwidth: float | None = None   # bytes/s of host memory read on every core
+    cpu_bandwidth_source: str = ""
 
 
 def plan(model: dict[str, Any], hw: Hardware, context: int, parallel: int, kv_type: str) -> dict[str, Any]:
@@ -161,10 +219,9 @@ def plan(model: dict[str, Any], hw: Hardware, context: int, parallel: int, kv_ty
     sizing = knowledge.load("sizing")["overhead"]
     weights = model["weights"]
     layers = model["layers"]
-    kv_total = kv_bytes(layers, model["kv_heads"], model["head_dim"], model["head_dim_v"], context, parallel, kv_type)
+    kv_total = kv_for(model, context, parallel, kv_type)
     kv_layer = kv_total // layers
-    # Worst case of llama.cpp's compute buffer: one f32 logits row per micro-batch token.
-    compute = knowledge.load("runtimes")["llama_server"]["ubatch"] * (model["vocab"] or 32000) * 4
+    compute = compute_bytes(model, context)
     overhead = sizing["per_gpu_mib"] * MIB
     per_layer = weights["per_layer"] + kv_layer
     gpu_fixed = weights["output"] + compute  # token_embd stays in host memory in llama.cpp
@@ -181,14 +238,20 @@ def plan(model: dict[str, Any], hw: Hardware, context: int, parallel: int, kv_ty
         if n:
             fit = {"verdict": "fits-multi-gpu", "gpus_needed": n, "gpu_layers": layers}
         else:
-            room = sum(usable) - len(usable) * overhead - gpu_fixed
-            ngl = max(0, min(layers, room // per_layer)) if per_layer else 0
-            fit = {"verdict": "partial-offload" if ngl else "does-not-fit-vram", "gpus_needed": len(usable),
-                   "gpu_layers": int(ngl)}
+            fit = _experts_on_cpu(weights, layers, kv_total, gpu_fixed, usable, overhead)
+            if fit is None:
+                room = sum(usable) - len(usable) * overhead - gpu_fixed
+                ngl = max(0, min(layers, room // per_layer)) if per_layer else 0
+                fit = {"verdict": "partial-offload" if ngl else "does-not-fit-vram", "gpus_needed": len(usable),
+                       "gpu_layers": int(ngl)}
     cpu_layers = layers - fit["gpu_layers"]
-    cpu_bytes = weights["token_embd"] + cpu_layers * per_layer + (0 if fit["gpu_layers"] == layers else weights["output"])
+    cpu_moe = fit.get("cpu_moe_layers", 0)
+    cpu_bytes = weights["token_embd"] + cpu_layers * per_layer + (0 if fit["gpu_layers"] == layers else weights["output"]) \
+        + cpu_moe * _experts_per_layer(weights)
     ram_needed = cpu_bytes + GIB
-    fit["vram_needed"] = need_all + overhead * max(1, fit["gpus_needed"]) if usable else 0
+    gpu_weights = need_all if not cpu_moe else (weights["layers_total"] + kv_total + gpu_fixed)
+    fit["vram_needed"] = (gpu_weights - cpu_moe * _experts_per_layer(weights)
+                          + overhead * max(1, fit["gpus_needed"])) if usable else 0
     fit["ram_ok"] = hw.ram is None or hw.ram >= ram_needed
     return {
         "model": {k: v for k, v in model.items() if k not in ("weights",)},
@@ -201,7 +264,82 @@ def plan(model: dict[str, Any], hw: Hardware, context: int, parallel: int, kv_ty
         "hugepages_2m": math.ceil(cpu_bytes / (2 * MIB)),
         "disk_needed": int((model.get("file_bytes") or weights["total"]) * knowledge.thresholds()["storage"]["free_space_margin"]),
         "runtime": runtimes(model, hw, fit, context, parallel, kv_type),
+        "speed": predict_speed(model, hw, fit, kv_total // max(1, context * parallel)),
+        "warnings": ([f"--ctx {context} is beyond the {model['max_context']} tokens the model was trained for"]
+                     if model.get("max_context") and context > model["max_context"] else []),
     }
+
+
+def _experts_per_layer(weights: dict[str, int]) -> int:
+    return weights.get("experts", 0) // max(1, weights.get("moe_layers", 0))
+
+
+def _experts_on_cpu(weights: dict[str, int], layers: int, kv_total: int, gpu_fixed: int, usable: list[int],
+                    overhead: int) -> dict[str, Any] | None:
+    """A MoE model too big for VRAM: every layer's attention and shared weights on the GPU(s), and
+    the routed experts of the first N layers in host memory (llama.cpp --n-cpu-moe N), N as small as
+    VRAM allows; None when even the layers without their experts do not fit."""
+    experts, moe_layers = weights.get("experts", 0), weights.get("moe_layers", 0)
+    if not experts or not moe_layers:
+        return None
+    per_experts = experts / moe_layers
+    dense_need = weights["layers_total"] - experts + kv_total + gpu_fixed
+    for k in range(1, len(usable) + 1):
+        room = sum(usable[:k]) - k * overhead
+        if dense_need <= room:
+            on_gpu = min(moe_layers, int((room - dense_need) // per_experts))
+            return {"verdict": "fits-experts-on-cpu", "gpus_needed": k, "gpu_layers": layers,
+                    "cpu_moe_layers": moe_layers - on_gpu}
+    return None
+
+
+def predict_speed(model: dict[str, Any], hw: Hardware, fit: dict[str, Any], kv_per_token: int) -> dict[str, Any]:
+    """Decode tokens/s of one request from the bytes each token reads (the weights it uses, once, plus
+    the KV cache so far) over the memory bandwidth of where they sit; the GPU and CPU parts of a split
+    add up. A ceiling, like a roofline: engines reach a share of it."""
+    weights = model["weights"]
+    layers = model["layers"]
+    used = model.get("experts_used") or 0
+    total_experts = model.get("experts") or 0
+    active_share = used / total_experts if used and total_experts else 1.0
+    layer_bytes = weights["total"] - weights["token_embd"] - weights["output"] + (
+        weights["token_embd"] if weights.get("tied") else 0)
+    expert_bytes = weights.get("experts", 0)
+    dense_bytes = layer_bytes - expert_bytes
+    moe_layers = weights.get("moe_layers", 0) or 1
+    fill = knowledge.load("sizing")["speed"]["context_fill"]
+    kv_read = kv_per_token * fill
+    gpu_layers = fit["gpu_layers"] if hw.gpus else 0
+    cpu_moe = fit.get("cpu_moe_layers", 0)
+    gpu_share = gpu_layers / layers
+    experts_on_gpu = max(0.0, gpu_share - cpu_moe / moe_layers) if expert_bytes else 0.0
+    gpu_bytes = dense_bytes * gpu_share + expert_bytes * active_share * experts_on_gpu
+    cpu_bytes = dense_bytes * (1 - gpu_share) + expert_bytes * active_share * (1 - experts_on_gpu)
+    out_bytes = weights["output"]
+    if gpu_layers == layers:
+        gpu_bytes += out_bytes + kv_read
+    else:
+        cpu_bytes += out_bytes + kv_read
+    basis = []
+    seconds = 0.0
+    if gpu_bytes > 0:
+        if not hw.gpu_bandwidth:
+            return {"decode_tokens_per_s": None, "basis": "the GPUs' memory bandwidth is unknown: give --gpu-bw"}
+        seconds += gpu_bytes / hw.gpu_bandwidth
+        basis.append(f"{gpu_bytes / 1e9:.2f} GB per token from VRAM at {hw.gpu_bandwidth / 1e9:.0f} GB/s "
+                     f"({hw.gpu_bandwidth_source})")
+    if cpu_bytes > 0:
+        if not hw.cpu_bandwidth:
+            return {"decode_tokens_per_s": None, "basis": "host memory bandwidth is unknown: give --mem-bw or "
+                                                          "--measure-bw"}
+        seconds += cpu_bytes / hw.cpu_bandwidth
+        basis.append(f"{cpu_bytes / 1e9:.3f} GB per token from RAM at {hw.cpu_bandwidth / 1e9:.1f} GB/s "
+                     f"({hw.cpu_bandwidth_source})")
+    note = f"; weights read once per token, KV at {fill} tokens of context"
+    if active_share < 1:
+        note += f"; {used} of {total_experts} experts per token"
+    return {"decode_tokens_per_s": round(1 / seconds, 1) if seconds else None, "gpu_bytes_per_token": int(gpu_bytes),
+            "cpu_bytes_per_token": int(cpu_bytes), "basis": "; ".join(basis) + note}
 
 
 def _tensor_parallel(heads: int | None, needed: int, available: int) -> int | None:
@@ -230,6 +368,7 @@ def runtimes(model: dict[str, Any], hw: Hardware, fit: dict[str, Any], context: 
         "threads": hw.cores or hw.cpus or 4, "threads_batch": hw.cpus or hw.cores or 4,
         "batch": server["batch"], "ubatch": server["ubatch"],
         "split_mode": "layer" if fit["gpus_needed"] > 1 else None, "numa_nodes": hw.numa_nodes,
+        "cpu_moe_layers": fit.get("cpu_moe_layers") or None,
         "tensor_parallel": tp,
         "gpu_memory_utilization": knowledge.load("sizing")["overhead"]["vllm_gpu_memory_utilization"],
     }
@@ -237,7 +376,7 @@ def runtimes(model: dict[str, Any], hw: Hardware, fit: dict[str, Any], context: 
     result: dict[str, Any] = {"settings": settings,
                               "llama_cpp": {"flags": flags.as_argv(flags.llama_server(settings, chat_template=template))}}
     recommended = "llama.cpp"
-    if tp and fit["verdict"] in ("fits", "fits-multi-gpu"):
+    if tp and fit["verdict"] in ("fits", "fits-multi-gpu"):  # vLLM keeps every weight in VRAM
         result["vllm"] = {"flags": flags.as_argv(flags.vllm(settings))}
         if fit["gpus_needed"] > 1 and model["source"] != "gguf":
             recommended = "vllm"

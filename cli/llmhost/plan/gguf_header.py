@@ -284,6 +284,10 @@ def read(path: str) -> dict[str, Any]:
     return header
 
 
+def _largest(value):
+    return max(value) if isinstance(value, list) else value
+
+
 def describe(fields: dict[str, Any], tensors: list, file_bytes: int, label: str) -> dict[str, Any]:
     """The header's key/values and tensors -> what plan needs, with every count checked."""
     arch = fields.get("general.architecture")
@@ -304,7 +308,15 @@ def describe(fields: dict[str, Any], tensors: list, file_bytes: int, label: str)
     head_dim = key("attention.key_length", required=False) or (hidden // heads_n if heads_n else None)
     embd = next((t for t in tensors if t[0] == "token_embd.weight"), None)
     template = fields.get("tokenizer.chat_template")
+    kv_lora = key("attention.kv_lora_rank", required=False)
+    mla = bool(kv_lora) and key("attention.key_length_mla", required=False) is not None
     return {
+        "experts": key("expert_count", required=False), "experts_used": key("expert_used_count", required=False),
+        "ff": _largest(key("feed_forward_length", required=False, allow_list=True)),
+        "expert_ff": _largest(key("expert_feed_forward_length", required=False, allow_list=True)),
+        "swa_window": key("attention.sliding_window", required=False),
+        # MLA (DeepSeek): llama.cpp caches one latent head of key_length (kv_lora_rank + rope dims), no V.
+        "mla": mla,
         "arch": arch, "name": fields.get("general.name") if isinstance(fields.get("general.name"), str) else None,
         "layers": layers, "hidden": hidden, "heads": heads_n, "kv_heads": kv_heads, "head_dim": head_dim,
         "head_dim_v": key("attention.value_length", required=False) or head_dim,

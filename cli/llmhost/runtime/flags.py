@@ -102,6 +102,9 @@ def llama_server(settings: dict[str, Any], *, model: str | None = None, alias: s
              ["--batch-size", str(settings["batch"])], ["--ubatch-size", str(settings["ubatch"])]]
     if settings.get("split_mode"):
         args.append(["--split-mode", settings["split_mode"]])
+    if settings.get("cpu_moe_layers"):
+        # The routed experts of the first N layers stay in host memory; attention and shared weights go to VRAM.
+        args.append(["--n-cpu-moe", str(settings["cpu_moe_layers"])])
     if settings.get("numa_nodes", 1) > 1 or numa_pinned:
         args.append(["--numa", "numactl" if numa_pinned else "distribute"])
     if chat_template:
