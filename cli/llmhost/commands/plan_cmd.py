@@ -112,8 +112,9 @@ def _model(gguf_path, model_name, params, quant, arch_numbers) -> dict:
 @click.option("--measure-bw", is_flag=True, help="Measure this host's memory bandwidth (a few seconds).")
 @click.option("--verify", is_flag=True, help="Run the plan with llama-server on this host: its allocations and "
               "decode speed beside the prediction.")
-@click.option("--server", "server_path", metavar="PATH", default="/opt/llmhost/llama.cpp/current/bin/llama-server",
-              show_default=True, help="With --verify: the llama-server binary.")
+@click.option("--server", "server_path", metavar="PATH",
+              help="With --verify: the llama-server binary (default: llama-server on PATH, else the newest the "
+                   "inference role installed under /opt/llmhost/llama.cpp).")
 @click.option("--json", "as_json", is_flag=True)
 def plan(gguf_path, model_name, params, quant, layers, kv_heads, head_dim, heads, ctx, parallel, kv_type,
          gpu_mem, ram, snapshot_path, gpu_bw, mem_bw, measure_bw, verify, server_path, as_json):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -46,9 +47,25 @@ def _complete(url: str, tokens: int, timeout: float) -> float:
     return float(speed)
 
 
-def run(result: dict[str, Any], model_path: str, server: str, tokens: int = 64, rounds: int = 3,
+INSTALLED = "/opt/llmhost/llama.cpp"
+
+
+def find_server(given: str | None) -> str:
+    """--server, else llama-server on PATH, else the newest the inference role unpacked."""
+    if given:
+        return given
+    found = shutil.which("llama-server") or next(
+        (str(p) for p in sorted(Path(INSTALLED).glob("llama.cpp-*/bin/llama-server"), key=lambda p: p.stat().st_mtime,
+                                reverse=True)), None)
+    if not found:
+        raise LlmhostError(f"no llama-server on PATH or under {INSTALLED}: give --server PATH")
+    return found
+
+
+def run(result: dict[str, Any], model_path: str, server: str | None, tokens: int = 64, rounds: int = 3,
         timeout: float = 300.0) -> dict[str, Any]:
     """-> {'measured': {weights, kv_cache, compute, decode_tokens_per_s}, 'predicted': {...}, 'ratio': {...}}"""
+    server = find_server(server)
     binary = Path(server)
     if not binary.is_file():
         raise LlmhostError(f"--server {server!r} is not a file: expected the llama-server binary")
