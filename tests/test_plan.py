@@ -249,3 +249,49 @@ def test_verify_puts_llama_cpps_allocations_beside_the_plan(gemma, llama_install
     predicted = sum(verify["predicted"][k] for k in ("weights", "kv_cache", "compute"))
     assert 0.9 <= predicted / measured <= 1.1, verify
     assert verify["measured"]["decode_tokens_per_s"] > 0
+
+
+# config.json of Qwen/Qwen3-30B-A3B and deepseek-ai/DeepSeek-V3 on huggingface.co (the fields plan reads);
+# their model cards give 30.5B total / 3.3B activated and 671B / 37B.
+QWEN3_30B_A3B = {"model_type": "qwen3_moe", "hidden_size": 2048, "intermediate_size": 6144, "moe_intermediate_size": 768,
+                 "num_attention_heads": 32, "num_key_value_heads": 4, "head_dim": 128, "num_hidden_layers": 48,
+                 "num_experts": 128, "num_experts_per_tok": 8, "vocab_size": 151936, "max_position_embeddings": 40960,
+                 "tie_word_embeddings": False, "attention_bias": False}
+DEEPSEEK_V3_CONFIG = {"model_type": "deepseek_v3", "hidden_size": 7168, "intermediate_size": 18432,
+                      "moe_intermediate_size": 2048, "n_routed_experts": 256, "n_shared_experts": 1,
+                      "num_experts_per_tok": 8, "first_k_dense_replace": 3, "num_hidden_layers": 61,
+                      "num_attention_heads": 128, "num_key_value_heads": 128, "q_lora_rank": 1536, "kv_lora_rank": 512,
+                      "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128, "vocab_size": 129280,
+                      "max_position_embeddings": 163840, "tie_word_embeddings": False}
+
+
+@pytest.mark.parametrize("config,total,active", [(QWEN3_30B_A3B, 30.5e9, 3.3e9), (DEEPSEEK_V3_CONFIG, 671e9, 37e9)])
+def test_a_moe_config_is_sized_as_moe(tmp_path, config, total, active):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    result = CliRunner().invoke(cli, ["plan", str(path), "--quant", "Q4_K_M", "--gpu-mem", "24GiB", "--ram", "512GiB",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    model = json.loads(result.output)["model"]
+    assert model["source"] == "config" and model["experts"] == config.get("num_experts", config.get("n_routed_experts"))
+    assert abs(model["params"] - total) / total < 0.02
+    assert abs(model["active_params"] - active) / active < 0.05
+
+
+def test_deepseek_from_its_config_caches_the_mla_latent(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(DEEPSEEK_V3_CONFIG))
+    data = json.loads(CliRunner().invoke(cli, ["plan", str(path), "--quant", "Q4_K_M", "--gpu-mem", "24GiB", "--ram",
+                                               "512GiB", "--ctx", "8192", "--json"]).output)
+    assert data["bytes"]["kv_cache"] == 61 * 576 * 8192 * 2
+    assert data["fit"]["verdict"] == "fits-experts-on-cpu"
+
+
+@pytest.mark.parametrize("content,needle", [("[1]", "not a JSON object"), ("{", "not valid JSON"),
+                                            ('{"hidden_size": 64}', "num_attention_heads"),
+                                            ('{"hidden_size": "64", "num_attention_heads": 2}', "hidden_size = '64'")])
+def test_a_bad_config_is_one_line(tmp_path, content, needle):
+    path = tmp_path / "config.json"
+    path.write_text(content)
+    result = CliRunner().invoke(cli, ["plan", str(path), "--quant", "Q4_K_M", "--gpu-mem", "24GiB", "--ram", "8GiB"])
+    assert result.exit_code == 2 and needle in result.output and len(result.output.strip().splitlines()) == 1

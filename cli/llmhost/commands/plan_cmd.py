@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
 from llmhost import knowledge
-from llmhost.plan import gguf_header
+from llmhost.plan import gguf_header, hf_config
 from llmhost import plan as engine
 from llmhost.errors import LlmhostError
 from llmhost.host.facts import Facts, Unavailable
@@ -48,7 +49,32 @@ def _hardware_from_host(snapshot_path: str | None) -> engine.Hardware:
             tmp.cleanup()
 
 
+def _is_config(path: str) -> bool:
+    return path.lower().endswith(".json") or (Path(path).is_dir() and (Path(path) / "config.json").is_file())
+
+
+def _from_shape(shape, name: str, quant: str, source: str) -> dict:
+    weights = engine.weights_by_shape(shape, quant)
+    mla = bool(shape.kv_lora_rank)
+    return {"source": source, "name": name, "arch": shape.arch, "layers": shape.layers, "heads": shape.heads,
+            "hidden": shape.hidden, "ff": shape.ff, **engine.sliding_window(shape.arch, shape.layers, shape.sliding_window),
+            "kv_heads": 1 if mla else shape.kv_heads,
+            "head_dim": shape.kv_lora_rank + shape.rope_dim if mla else shape.head_dim,
+            "head_dim_v": 0 if mla else shape.head_dim, "mla": mla,
+            "experts": shape.experts or None, "experts_used": shape.experts_used or None,
+            "expert_ff": shape.expert_ff or None, "vocab": shape.vocab, "max_context": shape.context,
+            "params": shape.params, "active_params": shape.active_params, "quant": quant, "exact": False,
+            "weights": weights}
+
+
 def _model(gguf_path, model_name, params, quant, arch_numbers) -> dict:
+    if gguf_path and _is_config(gguf_path):
+        if not quant:
+            raise LlmhostError("--quant is required with a config.json (e.g. --quant Q4_K_M)")
+        model = _from_shape(hf_config.shape_from_config(gguf_path), Path(gguf_path).parent.name or gguf_path,
+                            quant, "config")
+        model["safetensors_bytes"] = hf_config.safetensors_bytes(gguf_path)
+        return model
     if gguf_path:
         header = gguf_header.read(gguf_path)
         weights = engine.weights_by_gguf(header)
@@ -66,12 +92,7 @@ def _model(gguf_path, model_name, params, quant, arch_numbers) -> dict:
     if not quant:
         raise LlmhostError("--quant is required with --model or --params (e.g. --quant Q4_K_M)")
     if shape:
-        weights = engine.weights_by_shape(shape, quant)
-        return {"source": "shape", "name": model_name, "arch": shape.arch, "layers": shape.layers, "heads": shape.heads,
-                "hidden": shape.hidden, "ff": shape.ff, **engine.sliding_window(shape.arch, shape.layers, shape.sliding_window),
-                "kv_heads": shape.kv_heads, "head_dim": shape.head_dim, "head_dim_v": shape.head_dim,
-                "vocab": shape.vocab, "max_context": shape.context, "params": shape.params, "quant": quant,
-                "exact": False, "weights": weights}
+        return _from_shape(shape, model_name, quant, "shape")
     count = parse_count(params, "--params")
     bpw = knowledge.load("sizing")["measured_bpw"]
     if quant not in bpw:
@@ -91,7 +112,7 @@ def _model(gguf_path, model_name, params, quant, arch_numbers) -> dict:
 
 
 @click.command()
-@click.argument("gguf_path", required=False, metavar="[MODEL.gguf|URL]")
+@click.argument("gguf_path", required=False, metavar="[MODEL.gguf|URL|config.json]")
 @click.option("--model", "model_name", metavar="NAME", help="A known model shape, e.g. llama-3.1-70b, qwen2.5-72b.")
 @click.option("--params", metavar="COUNT", help="Parameter count, e.g. 70B (estimate from measured bits per weight).")
 @click.option("--quant", metavar="TYPE", help="Q4_K_M, Q5_K_M, Q6_K, Q8_0, F16, ...")
@@ -171,7 +192,11 @@ def _gib(value) -> str:
 def _text(r: dict) -> str:
     m, b, f = r["model"], r["bytes"], r["fit"]
     name = m.get("name") or m.get("path") or f"{m.get('params', 0) / 1e9:.1f}B"
+    if m.get("experts") and m.get("active_params"):
+        name += (f", MoE: {m['params'] / 1e9:.1f}B parameters, {m['active_params'] / 1e9:.1f}B active "
+                 f"({m['experts_used']} of {m['experts']} experts)")
     how = {"gguf": "exact, from the GGUF header", "shape": "tensor by tensor, llama.cpp quant rules",
+           "config": "from config.json, tensor by tensor, llama.cpp quant rules",
            "params": "estimate from measured bits per weight (+/- 7%)"}[m["source"]]
     if m.get("fetched_bytes") is not None:
         how += (f"; {m['fetched_bytes']:,} of {m['file_bytes']:,} bytes fetched "

@@ -48,10 +48,28 @@ class Shape:
     context: int | None = None
     head_dim_v: int | None = None
     sliding_window: int | None = None
+    # Mixture of experts: routed experts per layer, how many a token uses, their width, shared experts,
+    # and the leading layers that stay dense (DeepSeek's first_k_dense_replace).
+    experts: int = 0
+    experts_used: int = 0
+    expert_ff: int = 0
+    shared_experts: int = 0
+    dense_layers: int = 0
+    # Multi-head latent attention (DeepSeek): the compressed KV and Q ranks and the rope/no-rope head split.
+    kv_lora_rank: int = 0
+    q_lora_rank: int = 0
+    rope_dim: int = 0
+    nope_dim: int = 0
 
     @property
     def params(self) -> int:
         return sum(n for _, _, _, n in tensors(self))
+
+    @property
+    def active_params(self) -> int:
+        """Parameters one token uses: all but the routed experts it does not pick."""
+        share = self.experts_used / self.experts if self.experts else 1.0
+        return int(sum(n * (share if kind.endswith("_exps") else 1) for kind, _, _, n in tensors(self)))
 
 
 def shape_from_model(name: str) -> Shape:
@@ -65,18 +83,39 @@ def shape_from_model(name: str) -> Shape:
 
 
 def tensors(shape: Shape) -> list[tuple[str, int | None, int, int]]:
-    """(kind, layer, ne0 = row length, n_elements) for a llama-style decoder."""
+    """(kind, layer, ne0 = row length, n_elements) for a decoder: llama-style attention or MLA, a dense
+    feed-forward or routed plus shared experts."""
+    h = shape.hidden
     q_dim, kv_dim = shape.heads * shape.head_dim, int(shape.kv_heads * shape.head_dim)
-    out = [("token_embd", None, shape.hidden, shape.hidden * shape.vocab), ("norm", None, shape.hidden, shape.hidden)]
+    out = [("token_embd", None, h, h * shape.vocab), ("norm", None, h, h)]
     if not shape.tied:
-        out.append(("output", None, shape.hidden, shape.hidden * shape.vocab))
+        out.append(("output", None, h, h * shape.vocab))
     for i in range(shape.layers):
-        out += [("attn_q", i, shape.hidden, shape.hidden * q_dim), ("attn_k", i, shape.hidden, shape.hidden * kv_dim),
-                ("attn_v", i, shape.hidden, shape.hidden * kv_dim), ("attn_output", i, q_dim, q_dim * shape.hidden),
-                ("ffn_gate", i, shape.hidden, shape.hidden * shape.ff), ("ffn_up", i, shape.hidden, shape.hidden * shape.ff),
-                ("ffn_down", i, shape.ff, shape.ff * shape.hidden), ("norm", i, shape.hidden, 2 * shape.hidden)]
-        if shape.qkv_bias:
-            out.append(("norm", i, q_dim, q_dim + 2 * kv_dim))
+        if shape.kv_lora_rank:
+            qk = shape.heads * (shape.nope_dim + shape.rope_dim)
+            v_dim = shape.head_dim_v or shape.head_dim
+            out += ([("attn_q_a", i, h, h * shape.q_lora_rank), ("attn_q_b", i, shape.q_lora_rank, shape.q_lora_rank * qk)]
+                    if shape.q_lora_rank else [("attn_q", i, h, h * qk)])
+            out += [("attn_kv_a_mqa", i, h, h * (shape.kv_lora_rank + shape.rope_dim)),
+                    ("attn_kv_b", i, shape.kv_lora_rank, shape.kv_lora_rank * shape.heads * (shape.nope_dim + v_dim)),
+                    ("attn_output", i, shape.heads * v_dim, shape.heads * v_dim * h),
+                    ("norm", i, shape.kv_lora_rank, shape.kv_lora_rank + shape.q_lora_rank)]
+        else:
+            out += [("attn_q", i, h, h * q_dim), ("attn_k", i, h, h * kv_dim), ("attn_v", i, h, h * kv_dim),
+                    ("attn_output", i, q_dim, q_dim * h)]
+            if shape.qkv_bias:
+                out.append(("norm", i, q_dim, q_dim + 2 * kv_dim))
+        if shape.experts and i >= shape.dense_layers:
+            e, ff = shape.experts, shape.expert_ff
+            out += [("ffn_gate_inp", i, h, h * e), ("ffn_gate_exps", i, h, e * h * ff), ("ffn_up_exps", i, h, e * h * ff),
+                    ("ffn_down_exps", i, ff, e * ff * h)]
+            if shape.shared_experts:
+                sff = ff * shape.shared_experts
+                out += [("ffn_gate_shexp", i, h, h * sff), ("ffn_up_shexp", i, h, h * sff),
+                        ("ffn_down_shexp", i, sff, sff * h)]
+        else:
+            out += [("ffn_gate", i, h, h * shape.ff), ("ffn_up", i, h, h * shape.ff), ("ffn_down", i, shape.ff, shape.ff * h)]
+        out.append(("norm", i, h, 2 * h))
     return out
 
 
@@ -92,7 +131,7 @@ def tensor_type(kind: str, layer: int | None, ne0: int, shape: Shape, quant: str
         return "F32"
     if kind == "output" or (kind == "token_embd" and shape.tied):
         chosen = preset["output"]
-    elif kind in ("attn_v", "ffn_down") and "more_bits" in preset and _use_more_bits(layer, shape.layers):
+    elif kind in ("attn_v", "ffn_down", "ffn_down_exps") and "more_bits" in preset and _use_more_bits(layer, shape.layers):
         chosen = preset["more_bits"]
     elif kind == "attn_v" and "attn_v_70b" in preset and shape.layers == 80:
         chosen = preset["attn_v_70b"]  # llama.cpp's LLM_TYPE_70B: 8 heads share attn_v, give it more bits
@@ -110,17 +149,23 @@ def weights_by_shape(shape: Shape, quant: str) -> dict[str, int]:
     if quant not in presets:
         raise LlmhostError(f"--quant {quant!r} is not known: expected one of {', '.join(presets)}")
     per_layer = [0] * shape.layers
+    experts = [0] * shape.layers
     embd = output = 0
     for kind, layer, ne0, n in tensors(shape):
         size = type_bytes(tensor_type(kind, layer, ne0, shape, quant), n)
         if layer is not None:
             per_layer[layer] += size
+            if kind.endswith("_exps"):
+                experts[layer] += size
         elif kind == "token_embd":
             embd += size
         else:
             output += size
-    return {"total": sum(per_layer) + embd + output, "layers_total": sum(per_layer), "per_layer": max(per_layer),
-            "token_embd": embd, "output": output, "tied": shape.tied}
+    if shape.tied:
+        output += embd  # llama.cpp duplicates a tied embedding as the output layer
+    return {"total": sum(per_layer) + embd + output - (embd if shape.tied else 0), "layers_total": sum(per_layer),
+            "per_layer": max(per_layer), "token_embd": embd, "output": output, "tied": shape.tied,
+            "experts": sum(experts), "experts_per_layer": max(experts), "moe_layers": sum(1 for e in experts if e)}
 
 
 def weights_by_gguf(header: dict[str, Any]) -> dict[str, int]:
