@@ -1,7 +1,10 @@
 """Compatibility verdicts: GPU architecture x driver x CUDA x OS x kernel, from the knowledge base.
 
-Each rule returns Reasons; a verdict is the worst of them: any 'bad' -> incompatible, any 'minor'
--> minor-compatible, else compatible. The preflight compat.* checks call the same rules.
+Each rule returns Reasons in preflight's vocabulary; a verdict is the worst of them: any 'fail' ->
+incompatible, any minor-version warning -> minor-compatible, else compatible. The preflight compat.*
+checks call the same rules. A GPU known by its PCI id (knowledge.gpu_by_pci_id) is also judged against
+NVIDIA's device lists: the first driver of each branch that lists it, boards that need open modules,
+and legacy branches.
 """
 
 from __future__ import annotations
