@@ -128,7 +128,7 @@ def cmd_sources(args: argparse.Namespace) -> None:
         "# Where these files come from\n\nWritten by `scripts/gpu-table.py sources`; read by "
         "`scripts/gpu-table.py generate`, which writes `cli/llmhost/data/gpu_ids.json`.\n\n"
         + "\n".join(provenance)
-        + f"\n- open-gpu-kernel-modules ({args.open_modules}): README.md of {len(tags)} release tags "
+        + f"\n- open-gpu-kernel-modules ({OPEN_MODULES}): README.md of {len(tags)} release tags "
           f"{tags[0]}..{tags[-1]}, newest tag commit `{head}`\n"
         "\n`pci.ids-nvidia.txt` is the NVIDIA (10de) block of that pci.ids with its version header; the "
         "supported-gpus files are copied unchanged.\n", encoding="utf-8")
