@@ -295,3 +295,30 @@ def test_a_bad_config_is_one_line(tmp_path, content, needle):
     path.write_text(content)
     result = CliRunner().invoke(cli, ["plan", str(path), "--quant", "Q4_K_M", "--gpu-mem", "24GiB", "--ram", "8GiB"])
     assert result.exit_code == 2 and needle in result.output and len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name,total,active", [
+    ("mixtral-8x7b", 46.7e9, 12.9e9),     # Mixtral model card: 46.7B total, 12.9B per token
+    ("qwen3-30b-a3b", 30.5e9, 3.3e9),     # Qwen3 model card
+    ("deepseek-v3", 671e9, 37e9),         # DeepSeek-V3 model card
+    ("qwen3-8b", 8.2e9, 8.2e9),           # Qwen3-8B model card: 8.2B
+])
+def test_known_shapes_count_the_published_parameters(name, total, active):
+    shape = plan.shape_from_model(name)
+    assert abs(shape.params - total) / total < 0.02 and abs(shape.active_params - active) / active < 0.05
+
+
+def test_a_known_shape_and_its_config_plan_alike(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(DEEPSEEK_V3_CONFIG))
+    args = ["--quant", "Q4_K_M", "--gpu-mem", "24GiB", "--ram", "512GiB", "--json"]
+    by_name = json.loads(CliRunner().invoke(cli, ["plan", "--model", "deepseek-v3", *args]).output)
+    by_config = json.loads(CliRunner().invoke(cli, ["plan", str(path), *args]).output)
+    assert by_name["bytes"] == by_config["bytes"] and by_name["fit"] == by_config["fit"]
+
+
+def test_gemma_3_27b_kv_reflects_its_sliding_window_layers():
+    data = json.loads(CliRunner().invoke(cli, ["plan", "--model", "gemma-3-27b", "--quant", "Q4_K_M", "--gpu-mem",
+                                               "24GiB", "--ram", "64GiB", "--ctx", "32768", "--json"]).output)
+    full = 62 * 16 * 256 * 32768 * 2  # every layer at the whole context
+    assert data["bytes"]["kv_cache"] < 0.25 * full  # 52 of 62 layers keep 1024 + 512 cells

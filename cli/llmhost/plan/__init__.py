@@ -79,7 +79,9 @@ def shape_from_model(name: str) -> Shape:
     row = models[name]
     return Shape(row["arch"], row["layers"], row["hidden"], row["ff"], row["heads"], row["kv_heads"], row["head_dim"],
                  row["vocab"], row.get("tied", False), row.get("qkv_bias", False), row.get("context"),
-                 sliding_window=row.get("sliding_window"))
+                 sliding_window=row.get("sliding_window"),
+                 **{k: row[k] for k in ("experts", "experts_used", "expert_ff", "shared_experts", "dense_layers",
+                                        "kv_lora_rank", "q_lora_rank", "rope_dim", "nope_dim") if k in row})
 
 
 def tensors(shape: Shape) -> list[tuple[str, int | None, int, int]]:
