@@ -28,8 +28,7 @@ def _from_host(facts: Facts) -> dict:
             found[key] = value
 
     attempt("arch", lambda: next((g["architecture"] for g in facts.gpus if g.get("architecture")), None))
-    attempt("device", lambda: next((knowledge.gpu_by_pci_id(g["pci_device_id"], g.get("pci_subsystem_id"))
-                                    for g in facts.gpus if g.get("pci_device_id")), None))
+    attempt("device", lambda: next((g["device"] for g in facts.gpus if g.get("device")), None))
     attempt("driver", lambda: str(facts.driver_version()))
     attempt("modules", lambda: (facts.kernel_module or {}).get("flavour"))
     attempt("os", facts.os_key)

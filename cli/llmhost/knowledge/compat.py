@@ -53,6 +53,13 @@ def verdict_of(reasons: list[Reason]) -> str:
 
 # --- rules -------------------------------------------------------------------------------------
 
+def _label(device: dict[str, Any] | None, fallback: str | None) -> str | None:
+    """'10de:2335 (NVIDIA H200)' for a GPU known by its PCI id, else its name or the fallback."""
+    if device and device.get("pci_id"):
+        return f"10de:{device['pci_id']} ({device['name']})"
+    return (device or {}).get("name") or fallback
+
+
 def _lists_conclude(device: dict[str, Any]) -> bool:
     """Whether a device list's silence means 'not supported'. NVIDIA's lists lag for some boards of
     older architectures (the Tesla T4 enters the open-module table only in R575, and Debian's
@@ -70,7 +77,7 @@ def _lists_conclude(device: dict[str, Any]) -> bool:
 def device_driver(device: dict[str, Any], driver: DriverVersion) -> list[Reason]:
     """The driver's own device lists: a GPU newer than a driver release finds no device there, and a
     legacy GPU left the lists after its last branch."""
-    label = f"10de:{device['pci_id']} ({device['name']})" if device.get("pci_id") else device.get("name", "this GPU")
+    label = _label(device, "this GPU")
     legacy = device.get("legacy_branch")
     if legacy and driver.branch > legacy:
         return [Reason("fail", "compat.gpu_driver",
@@ -109,7 +116,7 @@ def gpu_driver(arch_name: str | None, driver: DriverVersion, modules: str | None
     arch = knowledge.architecture(arch_name) if arch_name else None
     reasons = device_driver(device, driver) if device else []
     allowed = (device or {}).get("modules") or (arch["modules"] if arch else None)
-    what = f"10de:{device['pci_id']} ({device['name']})" if device and device.get("pci_id") else arch_name
+    what = _label(device, arch_name) if device and device.get("pci_id") else arch_name
     if arch:
         floor = parse_driver(arch["min_driver"])
         if driver < floor:
@@ -274,7 +281,7 @@ def evaluate(arch_name: str | None = None, driver: DriverVersion | None = None, 
     need open modules, legacy branches) on top of the architecture's."""
     reasons: list[Reason] = []
     devices = [device] if device else []
-    gpu_label = f"10de:{device['pci_id']} ({device['name']})" if device and device.get("pci_id") else arch_name
+    gpu_label = _label(device, arch_name) if device and device.get("pci_id") else arch_name
     if (arch_name or device) and driver:
         reasons += gpu_driver(arch_name, driver, modules, device)
     elif (arch_name or device) and modules:

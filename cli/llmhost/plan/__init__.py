@@ -167,7 +167,7 @@ def weights_by_shape(shape: Shape, quant: str) -> dict[str, int]:
         output += embd  # llama.cpp duplicates a tied embedding as the output layer
     return {"total": sum(per_layer) + embd + output - (embd if shape.tied else 0), "layers_total": sum(per_layer),
             "per_layer": max(per_layer), "token_embd": embd, "output": output, "tied": shape.tied,
-            "experts": sum(experts), "experts_per_layer": max(experts), "moe_layers": sum(1 for e in experts if e)}
+            "experts": sum(experts), "moe_layers": sum(1 for e in experts if e)}
 
 
 def weights_by_gguf(header: dict[str, Any]) -> dict[str, int]:
@@ -193,7 +193,7 @@ def weights_by_gguf(header: dict[str, Any]) -> dict[str, int]:
         # Tied embeddings: llama.cpp duplicates token_embd as the output layer, which every token reads whole.
         output += embd
     return {"tied": tied, "total": header["weight_bytes"], "layers_total": sum(per_layer.values()), "per_layer": max(per_layer.values(), default=0), "token_embd": embd,
-            "output": output, "experts": sum(experts.values()), "experts_per_layer": max(experts.values(), default=0),
+            "output": output, "experts": sum(experts.values()),
             "moe_layers": len(experts)}
 
 

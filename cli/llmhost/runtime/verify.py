@@ -39,8 +39,11 @@ def _complete(url: str, tokens: int, timeout: float) -> float:
     body = json.dumps({"prompt": PROMPT, "n_predict": tokens, "cache_prompt": False, "temperature": 0,
                        "ignore_eos": True}).encode()
     request = urllib.request.Request(f"{url}/completion", data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - loopback only
-        data = json.loads(answer.read(1 << 20))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - loopback only
+            data = json.loads(answer.read(1 << 20))
+    except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+        raise LlmhostError(f"llama-server did not complete a request at {url}: {getattr(exc, 'reason', exc)}") from None
     speed = (data.get("timings") or {}).get("predicted_per_second") if isinstance(data, dict) else None
     if not isinstance(speed, (int, float)) or speed <= 0:
         raise LlmhostError("llama-server's /completion answer has no timings.predicted_per_second")
@@ -69,8 +72,11 @@ def run(result: dict[str, Any], model_path: str, server: str | None, tokens: int
     binary = Path(server)
     if not binary.is_file():
         raise LlmhostError(f"--server {server!r} is not a file: expected the llama-server binary")
-    help_text = subprocess.run([str(binary), "--help"], capture_output=True, text=True, timeout=60,
-                               check=False).stdout
+    try:
+        help_text = subprocess.run([str(binary), "--help"], capture_output=True, text=True, timeout=60,
+                                   check=False).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LlmhostError(f"--server {server!r} does not run as llama-server ({type(exc).__name__}: {exc})") from None
     port = serve._free_port()
     settings = result["runtime"]["settings"]
     args = flags.llama_server(settings, model=model_path, host="127.0.0.1", port=port, help_text=help_text,
@@ -80,7 +86,7 @@ def run(result: dict[str, Any], model_path: str, server: str | None, tokens: int
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen([str(binary), *flags.as_argv(args)], stdout=log, stderr=subprocess.STDOUT)
-        try:
+        try:  # the binary ran for --help above, so it starts here too
             serve.wait_ready(f"{url}/health", timeout, alive=lambda: proc.poll() is None)
             _complete(url, 8, timeout)  # warm: page the weights in
             speeds = [_complete(url, tokens, timeout) for _ in range(rounds)]
