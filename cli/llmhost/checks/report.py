@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 from llmhost.checks.preflight import Report
+from llmhost.promtext import family
 
 _COLOURS = {"pass": "32", "warn": "33", "fail": "31", "skip": "90"}
 PROM_VALUE = {"pass": 0, "warn": 1, "fail": 2, "skip": 3}
@@ -39,24 +41,17 @@ def as_json(report: Report) -> str:
     return json.dumps(report.as_dict(), indent=2, sort_keys=False) + "\n"
 
 
-def _label(value: str) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
 def prometheus(report: Report) -> str:
     """node_exporter textfile collector format."""
-    host = _label(report.host.get("hostname") or "")
-    lines = [
-        "# HELP llmhost_preflight_check_status Result of one llmhost preflight check (0 pass, 1 warn, 2 fail, 3 skip).",
-        "# TYPE llmhost_preflight_check_status gauge",
-    ]
-    for result in report.results:
-        lines.append(f'llmhost_preflight_check_status{{check="{_label(result.id)}",subject="{_label(result.subject)}",'
-                     f'status="{result.status}",host="{host}"}} {PROM_VALUE[result.status]}')
-    lines += ["# HELP llmhost_preflight_results Number of preflight results by status.",
-              "# TYPE llmhost_preflight_results gauge"]
-    for status, count in report.summary.items():
-        lines.append(f'llmhost_preflight_results{{status="{status}",host="{host}"}} {count}')
+    host = report.host.get("hostname") or ""
+    lines = family("llmhost_preflight_check_status",
+                   "Result of one llmhost preflight check (0 pass, 1 warn, 2 fail, 3 skip).", "gauge",
+                   (({"check": r.id, "subject": r.subject, "status": r.status, "host": host}, PROM_VALUE[r.status])
+                    for r in report.results))
+    lines += family("llmhost_preflight_results", "Number of preflight results by status.", "gauge",
+                    (({"status": status, "host": host}, count) for status, count in report.summary.items()))
+    lines += family("llmhost_preflight_run_timestamp_seconds", "When this preflight report was made (Unix time).",
+                    "gauge", [({"host": host}, time.time())])
     return "\n".join(lines) + "\n"
 
 
@@ -65,4 +60,4 @@ def render(report: Report, fmt: str, stream=sys.stdout) -> str:
         return as_json(report)
     if fmt == "prometheus":
         return prometheus(report)
-    return text(report, colour=use_colour(stream))
+    return text(report, colour=stream is not None and use_colour(stream))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -11,6 +12,7 @@ from llmhost.checks import report
 from llmhost.checks import catalogue
 from llmhost.host.hostio import LiveHost, open_snapshot
 from llmhost.units import parse_size
+from llmhost.errors import LlmhostError
 
 
 @click.command()
@@ -24,8 +26,11 @@ from llmhost.units import parse_size
 @click.option("--fixed-model-dir", is_flag=True,
               help="Judge --model-dir only; do not name a better local disk for models.")
 @click.option("--model-size", metavar="SIZE", help="Planned model size, e.g. 40GiB, checked against free space.")
+@click.option("--output", metavar="FILE", help="Write the report to FILE (atomically: a textfile collector never "
+              "reads half of it) instead of standard output.")
 @click.option("--list", "list_checks", is_flag=True, help="List the check ids and exit.")
-def preflight(snapshot_path, fmt, as_json, skip, only, strict, model_dir, fixed_model_dir, model_size, list_checks):
+def preflight(snapshot_path, fmt, as_json, skip, only, strict, model_dir, fixed_model_dir, model_size, output,
+              list_checks):
     """Check this host (or a snapshot of one) for everything that ruins local inference.
 
     Exit 0 when nothing failed, 1 when a check failed (or warned, with --strict), 2 on usage errors
@@ -47,5 +52,19 @@ def preflight(snapshot_path, fmt, as_json, skip, only, strict, model_dir, fixed_
     finally:
         if tmp:
             tmp.cleanup()
-    click.echo(report.render(result, "json" if as_json else fmt, sys.stdout), nl=False)
+    rendered = report.render(result, "json" if as_json else fmt, sys.stdout if not output else None)
+    if output:
+        write_atomically(output, rendered)
+    else:
+        click.echo(rendered, nl=False)
     sys.exit(result.exit_code(strict))
+
+
+def write_atomically(path: str, text: str) -> None:
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(target)
+    except OSError as exc:
+        raise LlmhostError(f"--output {path}: {exc.strerror or exc}") from None

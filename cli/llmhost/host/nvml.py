@@ -66,6 +66,7 @@ def _gpu(pynvml, index: int, driver: str, cuda: str | None) -> dict[str, Any]:
         "driver_version": driver,
         "cuda_version": cuda,
         "vram_mib": mem.total // (1 << 20) if mem else None,
+        "memory_used_mib": mem.used // (1 << 20) if mem else None,
         "bar1_mib": bar1.bar1Total // (1 << 20) if bar1 else None,
         "persistence_mode": _ask(lambda: pynvml.nvmlDeviceGetPersistenceMode(handle) == 1),
         "mig_current": bool(mig[0]) if mig else None,
@@ -75,6 +76,10 @@ def _gpu(pynvml, index: int, driver: str, cuda: str | None) -> dict[str, Any]:
         "link_width_current": _ask(lambda: pynvml.nvmlDeviceGetCurrPcieLinkWidth(handle)),
         "link_width_max": _ask(lambda: pynvml.nvmlDeviceGetMaxPcieLinkWidth(handle)),
         "utilization_pct": float(util.gpu) if util else None,
+        "memory_utilization_pct": float(util.memory) if util else None,
+        "clock_sm_mhz": _ask(lambda: float(pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM))),
+        "clock_memory_mhz": _ask(lambda: float(pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM))),
+        "pcie_replays": _ask(lambda: pynvml.nvmlDeviceGetPcieReplayCounter(handle)),
         "ecc_enabled": bool(ecc[0]) if ecc else None,
         "ecc_corrected": ecc_count(pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED),
         "ecc_uncorrected": ecc_count(pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED),
@@ -89,6 +94,7 @@ def _gpu(pynvml, index: int, driver: str, cuda: str | None) -> dict[str, Any]:
         "shutdown_c": _ask(lambda: float(pynvml.nvmlDeviceGetTemperatureThreshold(
             handle, pynvml.NVML_TEMPERATURE_THRESHOLD_SHUTDOWN))),
         "throttle": {name: bool(reasons & bit) for bit, name in _THROTTLE_BITS.items()} if reasons is not None else None,
+        "power_draw_w": mw_to_w(_ask(lambda: pynvml.nvmlDeviceGetPowerUsage(handle))),
         "power_limit_w": mw_to_w(_ask(lambda: pynvml.nvmlDeviceGetPowerManagementLimit(handle))),
         "power_default_w": mw_to_w(_ask(lambda: pynvml.nvmlDeviceGetPowerManagementDefaultLimit(handle))),
         "power_min_w": mw_to_w(limits[0]) if limits else None,
@@ -102,13 +108,16 @@ _NUMBER = (int, float)
 FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "address": (str,), "name": (str,), "architecture": (str,), "pci_device_id": (str,), "pci_subsystem_id": (str,),
     "uuid": (str,),
-    "serial": (str,), "driver_version": (str,), "cuda_version": (str,), "vram_mib": (int,), "bar1_mib": (int,),
+    "serial": (str,), "driver_version": (str,), "cuda_version": (str,), "vram_mib": (int,),
+    "memory_used_mib": (int,), "bar1_mib": (int,),
     "persistence_mode": (bool,), "mig_current": (bool,), "mig_pending": (bool,), "link_gen_current": (int,),
     "link_gen_max": (int,), "link_width_current": (int,), "link_width_max": (int,), "utilization_pct": _NUMBER,
+    "memory_utilization_pct": _NUMBER, "clock_sm_mhz": _NUMBER, "clock_memory_mhz": _NUMBER, "pcie_replays": (int,),
     "ecc_enabled": (bool,), "ecc_corrected": (int,), "ecc_uncorrected": (int,), "retired_pages": (int,),
     "retired_pending": (bool,), "remap_uncorrectable": (int,), "remap_pending": (bool,), "remap_failure": (bool,),
     "temperature_c": _NUMBER, "slowdown_c": _NUMBER, "shutdown_c": _NUMBER, "throttle": (dict,),
-    "power_limit_w": _NUMBER, "power_default_w": _NUMBER, "power_min_w": _NUMBER, "power_max_w": _NUMBER,
+    "power_draw_w": _NUMBER, "power_limit_w": _NUMBER, "power_default_w": _NUMBER, "power_min_w": _NUMBER,
+    "power_max_w": _NUMBER,
 }
 TOP_TYPES: dict[str, tuple[type, ...]] = {"driver_version": (str,), "cuda_version": (str,), "attached_gpus": (int,)}
 

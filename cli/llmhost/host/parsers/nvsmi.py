@@ -94,6 +94,7 @@ def _gpu(gpu: ET.Element, driver: str | None, cuda: str | None) -> dict[str, Any
         "driver_version": driver,
         "cuda_version": cuda,
         "vram_mib": _int(gpu, "fb_memory_usage/total"),
+        "memory_used_mib": _int(gpu, "fb_memory_usage/used"),
         "bar1_mib": _int(gpu, "bar1_memory_usage/total"),
         "persistence_mode": _flag(gpu, "persistence_mode"),
         # NVLink fabric registration (Hopper and later; 'N/A' before): Not Started, In Progress, Completed.
@@ -106,6 +107,10 @@ def _gpu(gpu: ET.Element, driver: str | None, cuda: str | None) -> dict[str, Any
         "link_width_current": _int(gpu, "pci/pci_gpu_link_info/link_widths/current_link_width"),
         "link_width_max": _int(gpu, "pci/pci_gpu_link_info/link_widths/max_link_width"),
         "utilization_pct": _number(gpu, "utilization/gpu_util"),
+        "memory_utilization_pct": _number(gpu, "utilization/memory_util"),
+        "clock_sm_mhz": _number(gpu, "clocks/sm_clock"),
+        "clock_memory_mhz": _number(gpu, "clocks/mem_clock"),
+        "pcie_replays": _int(gpu, "pci/replay_counter"),
         "ecc_enabled": _flag(gpu, "ecc_mode/current_ecc"),
         "ecc_corrected": _first(aggregate["correctable"], volatile["correctable"]),
         "ecc_uncorrected": _first(aggregate["uncorrectable"], volatile["uncorrectable"]),
@@ -122,6 +127,9 @@ def _gpu(gpu: ET.Element, driver: str | None, cuda: str | None) -> dict[str, Any
         "slowdown_c": _number(gpu, "temperature/gpu_temp_slow_threshold"),
         "shutdown_c": _number(gpu, "temperature/gpu_temp_max_threshold"),
         "throttle": throttle if has_throttle else None,
+        # R535+ reports the instantaneous and the 1 s average draw; older drivers one value.
+        "power_draw_w": _first(_number(power, "power_draw"), _number(power, "instant_power_draw"),
+                               _number(power, "average_power_draw")),
         "power_limit_w": _first(_number(power, "current_power_limit"), _number(power, "power_limit")),
         "power_default_w": _number(power, "default_power_limit"),
         "power_min_w": _number(power, "min_power_limit"),

@@ -1,0 +1,1 @@
+"""Operating a served host: the GPU metrics exporter and the thermal guard."""
