@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
 from llmhost.checks import preflight
+from llmhost.errors import LlmhostError
+from llmhost.runtime import flags, serve
 from llmhost.host.hostio import SnapshotHost
 
 REAL = Path(__file__).parent / "fixtures" / "real"
+HELP = (Path(__file__).parent / "fixtures" / "captured" / "llama-server-help-0c1e570.txt").read_text()
+# The plan the inference role makes for the lab model on 2 CPUs.
+SETTINGS = {"gpu_layers": None, "layers": 18, "context_per_slot": 4096, "slots": 8, "kv_type": "f16",
+            "flash_attn": "auto", "threads": 2, "threads_batch": 2, "batch": 2048, "ubatch": 512, "split_mode": None,
+            "numa_nodes": 1}
 
 # A realistic base host: Debian 12, 64 GiB RAM, 2 NUMA-less CPUs, swappiness as tuned.
 BASE_FILES = {
@@ -131,3 +140,30 @@ def llama_install(tmp_path_factory) -> Path:
     with tarfile.open(tarball) as archive:
         archive.extractall(root, filter="data")
     return root / f"llama.cpp-{manifest['id']}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(llama_install, gemma, tmp_path_factory):
+    """The real llama-server, as the role plans it for a small team: 4 slots, metrics, an alias."""
+    port = _free_port()
+    settings = {**SETTINGS, "slots": 4, "context_per_slot": 1024}
+    args = flags.llama_server(settings, model=str(gemma), alias="gemma-test", host="127.0.0.1", port=port,
+                              chat_template="gemma", help_text=HELP)
+    log = (tmp_path_factory.mktemp("log") / "server.log").open("w")
+    proc = subprocess.Popen([str(llama_install / "bin" / "llama-server"), *flags.as_argv(args)], stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        serve.wait_ready(f"{url}/health", 120, alive=lambda: proc.poll() is None)
+    except LlmhostError as exc:
+        proc.kill()
+        pytest.fail(f"{exc}; see {log.name}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -22,10 +21,7 @@ from llmhost.errors import LlmhostError
 from llmhost.main import cli
 from llmhost.runtime import artefact, flags, hf, serve
 
-HELP = (Path(__file__).parent / "fixtures" / "captured" / "llama-server-help-0c1e570.txt").read_text()
-SETTINGS = {"gpu_layers": None, "layers": 18, "context_per_slot": 4096, "slots": 8, "kv_type": "f16",
-            "flash_attn": "auto", "threads": 2, "threads_batch": 2, "batch": 2048, "ubatch": 512, "split_mode": None,
-            "numa_nodes": 1}
+from conftest import HELP, SETTINGS
 
 
 def _render(**kw):
@@ -187,33 +183,6 @@ def test_hf_directory_check(tmp_path):
 
 
 # --- the real server ---------------------------------------------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(llama_install, gemma, tmp_path_factory):
-    """The real llama-server, as the role plans it for a small team: 4 slots, metrics, an alias."""
-    port = _free_port()
-    settings = {**SETTINGS, "slots": 4, "context_per_slot": 1024}
-    args = flags.llama_server(settings, model=str(gemma), alias="gemma-test", host="127.0.0.1", port=port,
-                              chat_template="gemma", help_text=HELP)
-    log = (tmp_path_factory.mktemp("log") / "server.log").open("w")
-    proc = subprocess.Popen([str(llama_install / "bin" / "llama-server"), *flags.as_argv(args)], stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        serve.wait_ready(f"{url}/health", 120, alive=lambda: proc.poll() is None)
-    except LlmhostError as exc:
-        proc.kill()
-        pytest.fail(f"{exc}; see {log.name}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-
 
 def _metric(url: str, name: str) -> float:
     with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from llmhost.host.facts import Facts, Unavailable
+from llmhost.host.facts import PCI_DEVICES, Facts, Unavailable
 from llmhost.host.parsers import system
 from llmhost.promtext import family
 
@@ -38,6 +38,12 @@ def exposition(facts: Facts) -> str:
 
     lines = family("llmhost_gpu_reader_up", "1 when NVML or nvidia-smi answered with GPU readings.", "gauge",
                    [({"source": source or "none"}, 1 if source else 0)])
+    try:
+        on_bus = len(facts.pci_gpus) if facts.host.knows(PCI_DEVICES) else None
+    except Unavailable:
+        on_bus = None
+    lines += family("llmhost_gpu_pci_devices", "NVIDIA GPUs on the PCI bus (sysfs), whether or not a driver answers.",
+                    "gauge", [({}, on_bus)])
     lines += family("llmhost_gpu_info", "One series per GPU with its name, UUID and driver.", "gauge",
                     [({**ids[i], "name": g.get("name") or "", "uuid": g.get("uuid") or "",
                        "driver": g.get("driver_version") or ""}, 1) for i, g in enumerate(gpus)])

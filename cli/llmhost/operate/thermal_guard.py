@@ -211,7 +211,7 @@ def run(settings: Settings, read: Callable[[], list[dict[str, Any]]], interval_s
                     record["error"] = str(exc)
             record["dry_run"] = dry_run
             counts[(action.gpu, action.kind)] = counts.get((action.gpu, action.kind), 0) + 1
-            emit(json.dumps(record))
+            emit(json.dumps(record, ensure_ascii=False))
             if not dry_run:
                 save_state(state_file, guard)
         if textfile_dir:

@@ -151,4 +151,4 @@ def replay(settings: Settings, samples: list[Sample]) -> Iterator[str]:
         if action:
             if action.kind in ("lower", "raise"):
                 limits[sample.gpu] = action.to_w
-            yield json.dumps(action.as_record(sample.t))
+            yield json.dumps(action.as_record(sample.t), ensure_ascii=False)
