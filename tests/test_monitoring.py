@@ -24,7 +24,7 @@ from llmhost import knowledge
 from llmhost.errors import LlmhostError
 from llmhost.host.hostio import open_snapshot
 from llmhost.main import cli
-from llmhost.operate import exporter, thermal_guard, traces
+from llmhost.operate import dashboard, exporter, thermal_guard, traces
 from llmhost.operate.thermal_guard import Guard, Reading, Settings
 
 ROOT = Path(__file__).parent.parent
@@ -51,6 +51,12 @@ def _render(out: Path, *extra: str) -> Path:
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> Path:
     return _render(tmp_path_factory.mktemp("monitoring"))
+
+
+def test_dashboard_metric_names_leave_functions_labels_and_numbers_out():
+    expr = ('histogram_quantile(0.95, sum by (le, instance) (rate(vllm:time_to_first_token_seconds_bucket'
+            '{instance=~"$instance"}[5m]))) / on (instance) node_memory_MemTotal_bytes * 1e-9')
+    assert dashboard.expr_metrics(expr) == {"vllm:time_to_first_token_seconds_bucket", "node_memory_MemTotal_bytes"}
 
 
 def test_rules_and_scrape_configuration_pass_promtool(rendered, tools):
@@ -81,17 +87,8 @@ def test_alert_thresholds_come_from_the_knowledge_base(tmp_path):
 
 # --- what the dashboard asks for ---------------------------------------------------------------
 
-_PROMQL_WORDS = {"rate", "increase", "sum", "max", "min", "avg", "by", "on", "without", "and", "or", "unless",
-                 "histogram_quantile", "clamp_min", "le", "offset", "time", "bool", "instance", "mode", "idle"}
-
-
 def dashboard_metrics(path: Path) -> set[str]:
-    names = set()
-    for panel in json.loads(path.read_text())["panels"]:
-        for target in panel.get("targets", []):
-            expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\"[^\"]*\"", " ", target["expr"])
-            names |= {w for w in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr) if w not in _PROMQL_WORDS}
-    return names
+    return dashboard.metric_names(path.read_text())
 
 
 def _exposed(text: str) -> set[str]:

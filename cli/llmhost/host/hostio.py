@@ -275,7 +275,15 @@ def _regular_file(path: Path) -> bytes | None:
 def open_snapshot(path: str) -> tuple[SnapshotHost, tempfile.TemporaryDirectory | None]:
     """A snapshot directory or .tar.gz -> a SnapshotHost (and the temp dir to clean up, if any)."""
     source = Path(path)
+    try:
+        source.stat()
+    except PermissionError:
+        raise LlmhostError(f"snapshot {path!r} cannot be read by this user (permission denied)") from None
+    except OSError:
+        pass  # absent: said below
     if source.is_dir():
+        if not os.access(source, os.R_OK | os.X_OK):
+            raise LlmhostError(f"snapshot {path!r} cannot be read by this user (permission denied)")
         return SnapshotHost(source), None
     if not source.exists():
         raise LlmhostError(f"snapshot {path!r} does not exist: expected a directory or a .tar.gz made by 'llmhost snapshot'")
