@@ -5,11 +5,13 @@ the thermal guard's decisions on real recorded temperature logs."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -365,3 +367,25 @@ def test_trace_input_errors_are_one_line(tmp_path, content, message):
 def test_trace_limits_must_be_an_ordered_range(text):
     with pytest.raises(LlmhostError, match="--trace-limits"):
         traces.parse_limits(text)
+
+
+def test_the_engine_reads_a_live_host_as_an_unprivileged_user():
+    """As the exporter's unit runs it (DynamicUser): a directory it may not enter (the model directory's
+    parent is 0750 on a served host) reads as absent, never as a traceback."""
+    if os.geteuid() != 0 or not shutil.which("su"):
+        pytest.skip("needs root to drop to nobody")
+    work = Path(tempfile.mkdtemp(prefix="llmhost-nobody-", dir="/tmp"))
+    try:
+        work.chmod(0o755)
+        subprocess.run([sys.executable, "-m", "llmhost.bundle", str(work / "llmhost.pyz")], check=True,
+                       capture_output=True)
+        (work / "llmhost.pyz").chmod(0o644)
+        (work / "locked").mkdir(mode=0o700)
+        for args in (f"preflight --json --only storage.model_disk --model-dir {work}/locked/models", "exporter --once"):
+            result = subprocess.run(["su", "nobody", "-s", "/bin/sh", "-c", f"python3 {work}/llmhost.pyz {args}"],
+                                    capture_output=True, text=True, timeout=120)
+            assert "Traceback" not in result.stderr, result.stderr
+            assert result.returncode in (0, 1), result.stderr
+        assert "llmhost_gpu_reader_up" in result.stdout
+    finally:
+        shutil.rmtree(work)

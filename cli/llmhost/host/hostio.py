@@ -181,9 +181,14 @@ def _read_capped(path: str | Path, chunk: int = 64 << 10, cap: int = READ_CAP) -
 
 
 def _existing_parent(path: str) -> str:
+    """The nearest directory of path this user can see (a 0750 directory above it reads as absent)."""
     current = Path(path)
-    while not current.exists() and current != current.parent:
-        current = current.parent
+    while current != current.parent:
+        try:
+            current.stat()
+            return str(current)
+        except OSError:
+            current = current.parent
     return str(current)
 
 

@@ -58,8 +58,12 @@ def serve(address: str, port: int, host_factory: Callable[[], Host], model_serve
             if self.path.split("?")[0] != "/metrics":
                 self.send_error(404, "only /metrics is served here")
                 return
-            with lock:
-                body = scrape(host_factory, model_server).encode()
+            try:
+                with lock:
+                    body = scrape(host_factory, model_server).encode()
+            except Exception as exc:  # noqa: BLE001 - one bad scrape must not take the exporter down
+                self.send_error(500, f"scrape failed: {type(exc).__name__}: {exc}"[:200])
+                return
             self.send_response(200)
             self.send_header("Content-Type", CONTENT_TYPE)
             self.send_header("Content-Length", str(len(body)))
