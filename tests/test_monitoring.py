@@ -197,7 +197,8 @@ def test_exporter_reports_a_real_t4_at_x8_of_x16(live_scrape):
     assert _value(text, "llmhost_gpu_pcie_link_width_max", gpu="0") == 16
     assert _value(text, "llmhost_gpu_memory_used_bytes", gpu="0") == 1032 * (1 << 20)
     assert _value(text, "llmhost_gpu_sm_clock_hertz", gpu="0") == 585e6
-    assert _value(text, "llmhost_gpu_xid_errors_total", address="0000:00:1e", xid="79") == 1
+    # The kernel names the device without its function: 0000:00:1e.0, as every other GPU series has it.
+    assert _value(text, "llmhost_gpu_xid_errors_total", address="0000:00:1e.0", xid="79") == 1
     assert _value(text, "llmhost_model_server_ready") == 1
 
 
@@ -250,6 +251,12 @@ def test_exporter_serves_metrics_over_http_and_nothing_else(tmp_path):
     (["exporter", "--listen", "9835"], "expected ADDRESS:PORT"),
     (["exporter", "--listen", "127.0.0.1:70000"], "expected ADDRESS:PORT"),
     (["exporter", "--model-server", "localhost:8080", "--once"], "expected http://HOST:PORT"),
+    (["exporter", "--model-server", "http://a b", "--once"], "expected http://HOST:PORT"),
+    (["exporter", "--model-server", "http://user:secret@h:1", "--once"], "no path, query or credentials"),
+    (["exporter", "--model-server", "http://h:1/v1?x=1", "--once"], "no path, query or credentials"),
+    (["exporter", "--listen", "[127.0.0.1:9835"], "expected ADDRESS:PORT"),
+    (["thermal-guard", "--hold", "nan", "--once"], "expected a finite number"),
+    (["thermal-guard", "--interval", "nan", "--once"], "expected a finite number"),
     (["exporter", "--snapshot", "/nonexistent", "--once"], "does not exist"),
     (["thermal-guard", "--threshold", "200", "--once"], "40<=x<=110"),
     (["thermal-guard", "--trace-limits", "1,2,3", "--once"], "only with --trace"),
@@ -389,3 +396,142 @@ def test_the_engine_reads_a_live_host_as_an_unprivileged_user():
         assert "llmhost_gpu_reader_up" in result.stdout
     finally:
         shutil.rmtree(work)
+
+
+def test_health_flags_are_exported_as_zero_or_one(tmp_path):
+    xml = (REAL / "nvsmi-a100-sxm4-80gb-mig-535.54.03.xml").read_text()
+    bad = re.sub(r"<remapped_rows>.*?</remapped_rows>", "<remapped_rows><remapped_row_corr>0</remapped_row_corr>"
+                 "<remapped_row_unc>3</remapped_row_unc><remapped_row_pending>Yes</remapped_row_pending>"
+                 "<remapped_row_failure>Yes</remapped_row_failure></remapped_rows>", xml, flags=re.S)
+    host, _ = open_snapshot(str(write_snapshot(tmp_path / "s", cmds={"nvidia-smi-q-x": (bad, "", 0)})))
+    text = exporter.scrape(lambda: host, None)
+    assert _value(text, "llmhost_gpu_remapped_rows_failure", gpu="0") == 1
+    assert _value(text, "llmhost_gpu_remapped_rows_pending", gpu="0") == 1
+    p100 = write_snapshot(tmp_path / "p", cmds={
+        "nvidia-smi-q-x": ((REAL / "nvsmi-tesla-p100-pcie-12gb-x2-375.66.xml").read_text(), "", 0)})
+    host, _ = open_snapshot(str(p100))
+    assert _value(exporter.scrape(lambda: host, None), "llmhost_gpu_retired_pages_pending", gpu="0") == 0
+
+
+def test_hostile_nvml_readings_are_left_out_not_exported(tmp_path):
+    record = {"gpus": [{"address": "0000:01:00.0", "name": "bad\ud800name\n\"x", "temperature_c": float("nan"),
+                        "utilization_pct": 10 ** 400, "power_draw_w": float("inf"), "vram_mib": 81559}]}
+    snap = write_snapshot(tmp_path / "s", cmds={"nvml": (json.dumps(record), "", 0)})
+    host, _ = open_snapshot(str(snap))
+    text = exporter.scrape(lambda: host, None)
+    assert "llmhost_gpu_temperature_celsius" not in text and "llmhost_gpu_utilization_ratio" not in text
+    assert "llmhost_gpu_power_draw_watts" not in text
+    assert _value(text, "llmhost_gpu_memory_total_bytes", gpu="0") == 81559 * (1 << 20)
+    assert 'name="bad?name\\n\\"x"' in text  # one escaped line, encodable
+    deep = write_snapshot(tmp_path / "d", cmds={"nvml": ("[" * 100000, "", 0)})
+    host, _ = open_snapshot(str(deep))
+    assert _value(exporter.scrape(lambda: host, None), "llmhost_gpu_reader_up", source="none") == 0
+
+
+def test_a_model_server_that_answers_garbage_or_drips_is_not_ready_and_the_scrape_stays_bounded():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+
+    def answer():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.recv(1024)
+            if port % 1 == 0:  # first garbage, then a byte at a time
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+            conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    start = time.monotonic()
+    lines = exporter.model_server_lines(f"http://127.0.0.1:{port}", timeout=1.0)
+    assert any(line.endswith(" 0") and line.startswith("llmhost_model_server_ready") for line in lines)
+    assert time.monotonic() - start < 3
+    server.close()
+
+    drip = socket.socket()
+    drip.bind(("127.0.0.1", 0))
+    drip.listen(1)
+
+    def slow():
+        conn, _ = drip.accept()
+        conn.recv(1024)
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok":
+            try:
+                conn.sendall(bytes([byte]))
+            except OSError:
+                return
+            time.sleep(0.5)
+
+    threading.Thread(target=slow, daemon=True).start()
+    start = time.monotonic()
+    lines = exporter.model_server_lines(f"http://127.0.0.1:{drip.getsockname()[1]}", timeout=1.0)
+    assert time.monotonic() - start < 2.5  # bounded as a whole, not per read
+    assert any(line.startswith("llmhost_model_server_ready") and line.endswith(" 0") for line in lines)
+    drip.close()
+
+
+def test_guard_never_gives_back_a_remembered_limit_outside_the_card_or_below_now():
+    for saved in (150.0, 5.0, 10000.0, float("nan")):
+        guard = Guard(Settings(threshold_c=85, hold_s=0, cool_s=0))
+        guard.restore({"g": saved})
+        assert guard.observe(Reading("g", 40.0, 300.0, 100.0, 350.0), 0.0) is None, saved
+        assert not guard.engaged("g")
+
+
+def test_guard_owes_a_failed_last_step_up_again():
+    guard = Guard(Settings(threshold_c=85, hold_s=0, cool_s=0, step_ratio=1.0))
+    lower = guard.observe(Reading("g", 90.0, 300.0, 100.0, 300.0), 0.0)
+    assert lower.to_w == 100.0
+    back = guard.observe(Reading("g", 40.0, 100.0, 100.0, 300.0), 1.0)
+    assert back.kind == "raise" and not guard.engaged("g")
+    guard.failed(back)  # nvidia-smi -pl did not take it
+    again = guard.observe(Reading("g", 40.0, 100.0, 100.0, 300.0), 2.0)
+    assert (again.kind, again.to_w) == ("raise", 300.0)
+
+
+def test_guard_loop_reports_a_broken_textfile_or_state_directory_and_carries_on(tmp_path):
+    lines = []
+    reads = iter([[{"address": "g", "temperature_c": 95.0, "power_limit_w": 300.0, "power_min_w": 100.0,
+                    "power_max_w": 300.0}]] * 3)
+    thermal_guard.run(Settings(threshold_c=85, hold_s=0, cool_s=0), lambda: next(reads), 0.5,
+                      str(tmp_path / "missing"), True, lines.append, iterations=2,
+                      state_file=str(tmp_path / "missing" / "state.json"))
+    events = [json.loads(line)["event"] for line in lines]
+    assert events.count("thermal_guard_metrics_not_written") == 2 and "thermal_guard" in events
+
+
+def test_preflight_output_is_whole_or_absent(tmp_path, snap):
+    root = snap()
+    target = tmp_path / "report.prom"
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["preflight", "--snapshot", str(root), "--format", "prometheus", "--output", str(target)])
+    assert ok.exit_code in (0, 1) and "llmhost_preflight_results" in target.read_text()
+    for bad, message in ((tmp_path, "not a regular file"), (Path("."), "expected a file name"),
+                         (tmp_path / "nodir" / "r.prom", "No such file"),
+                         (Path("/dev/null"), "not a regular file")):
+        result = runner.invoke(cli, ["preflight", "--snapshot", str(root), "--output", str(bad)])
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    link = tmp_path / "link.prom"
+    link.symlink_to(victim)
+    result = runner.invoke(cli, ["preflight", "--snapshot", str(root), "--output", str(link)])
+    assert result.exit_code == 2 and victim.read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.prom", "report.prom", "snap", "victim"]
+
+
+@pytest.mark.parametrize("limits", ["100,300,inf", "nan,1,2", "1,,2"])
+def test_trace_limits_must_be_finite(limits):
+    with pytest.raises(LlmhostError, match="--trace-limits"):
+        traces.parse_limits(limits)
+
+
+def test_trace_must_be_a_regular_file(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(LlmhostError, match="not a regular file"):
+        traces.load(str(fifo))

@@ -9,7 +9,9 @@ Sample = tuple[Mapping[str, object], float]
 
 
 def label_value(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    # A lone surrogate (a hostile GPU name in a snapshot) cannot be encoded: it becomes "?".
+    text = str(value).encode("utf-8", "replace").decode("utf-8")
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def _number(value: float) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+from typing import Any
 
 from llmhost.errors import LlmhostError
 
@@ -32,3 +34,14 @@ def parse_count(text: str, option: str) -> int:
     if count <= 0:
         raise LlmhostError(f"{option} {text!r} is not a parameter count: expected more than 0, e.g. 7B")
     return count
+
+
+def finite(value: Any) -> float | None:
+    """A reading as a float, None when it is not a finite number (NaN, inf, a bool, a 400-digit int)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 
@@ -15,10 +16,16 @@ from llmhost.operate import gpu_metrics, thermal_guard, traces
 
 
 def _listen(value: str) -> tuple[str, int]:
-    match = re.fullmatch(r"\[?([0-9A-Za-z.:-]+?)\]?:(\d{1,5})", value or "")
-    if not match or not 0 < int(match.group(2)) < 65536:
-        raise click.BadParameter(f"{value!r}: expected ADDRESS:PORT, e.g. 127.0.0.1:9835")
-    return match.group(1), int(match.group(2))
+    match = re.fullmatch(r"(?:\[([0-9A-Fa-f:]+)\]|([0-9A-Za-z.-]+)):(\d{1,5})", value or "")
+    if not match or not 0 < int(match.group(3)) < 65536:
+        raise click.BadParameter(f"{value!r}: expected ADDRESS:PORT, e.g. 127.0.0.1:9835", param_hint="--listen")
+    return match.group(1) or match.group(2), int(match.group(3))
+
+
+def _finite(ctx, param, value):
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value}: expected a finite number")
+    return value
 
 
 def _host_factory(snapshot_path: str | None):
@@ -42,8 +49,8 @@ def exporter(listen, model_server, snapshot_path, once):
     link and replays, clocks-event reasons, ECC, row remapping and Xid events from the kernel log.
     """
     address, port = _listen(listen)
-    if model_server and not re.match(r"https?://[^\s/]+", model_server):
-        raise click.BadParameter(f"{model_server!r}: expected http://HOST:PORT", param_hint="--model-server")
+    if model_server:
+        model_server = exporter_mod.check_url(model_server)
     factory, tmp = _host_factory(snapshot_path)
     try:
         if once:
@@ -59,15 +66,15 @@ def exporter(listen, model_server, snapshot_path, once):
 
 
 @click.command("thermal-guard")
-@click.option("--threshold", type=click.FloatRange(40, 110), metavar="CELSIUS",
+@click.option("--threshold", type=click.FloatRange(40, 110), callback=_finite, metavar="CELSIUS",
               help="Step in at this temperature (default: preflight's warning threshold, 85 °C).")
-@click.option("--hysteresis", type=click.FloatRange(0, 60, min_open=True), metavar="CELSIUS",
+@click.option("--hysteresis", type=click.FloatRange(0, 60, min_open=True), callback=_finite, metavar="CELSIUS",
               help="Give power back only this far below the threshold.")
-@click.option("--hold", type=click.FloatRange(0, 3600), metavar="SECONDS", help="Hot this long before each step down.")
-@click.option("--cool", type=click.FloatRange(0, 86400), metavar="SECONDS", help="Cool this long before each step up.")
-@click.option("--step", type=click.FloatRange(0, 1, min_open=True), metavar="FRACTION",
+@click.option("--hold", type=click.FloatRange(0, 3600), callback=_finite, metavar="SECONDS", help="Hot this long before each step down.")
+@click.option("--cool", type=click.FloatRange(0, 86400), callback=_finite, metavar="SECONDS", help="Cool this long before each step up.")
+@click.option("--step", type=click.FloatRange(0, 1, min_open=True), callback=_finite, metavar="FRACTION",
               help="One step as a fraction of the card's power range.")
-@click.option("--interval", type=click.FloatRange(0.5, 600), default=5.0, show_default=True, metavar="SECONDS")
+@click.option("--interval", type=click.FloatRange(0.5, 600), callback=_finite, default=5.0, show_default=True, metavar="SECONDS")
 @click.option("--textfile-dir", metavar="DIR", help="Write llmhost_thermal_guard.prom here (node_exporter).")
 @click.option("--state-file", metavar="FILE", help="Remember the limits to give back across restarts.")
 @click.option("--dry-run", is_flag=True, help="Decide and log, change nothing.")

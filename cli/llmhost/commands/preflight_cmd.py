@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -12,7 +11,7 @@ from llmhost.checks import report
 from llmhost.checks import catalogue
 from llmhost.host.hostio import LiveHost, open_snapshot
 from llmhost.units import parse_size
-from llmhost.errors import LlmhostError
+from llmhost import atomic
 
 
 @click.command()
@@ -54,17 +53,7 @@ def preflight(snapshot_path, fmt, as_json, skip, only, strict, model_dir, fixed_
             tmp.cleanup()
     rendered = report.render(result, "json" if as_json else fmt, sys.stdout if not output else None)
     if output:
-        write_atomically(output, rendered)
+        atomic.write_text(output, rendered, "--output")
     else:
         click.echo(rendered, nl=False)
     sys.exit(result.exit_code(strict))
-
-
-def write_atomically(path: str, text: str) -> None:
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        tmp.write_text(text)
-        tmp.replace(target)
-    except OSError as exc:
-        raise LlmhostError(f"--output {path}: {exc.strerror or exc}") from None

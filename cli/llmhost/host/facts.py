@@ -173,7 +173,7 @@ class Facts:
             return None
         try:
             data = json.loads(result.out)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a hostile '[[[[...' of a snapshot
             return None
         return nvml.typed(data)
 

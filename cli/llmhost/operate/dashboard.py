@@ -14,6 +14,8 @@ _NOT_METRICS = {"rate", "irate", "increase", "sum", "max", "min", "avg", "count"
 def expr_metrics(expr: str) -> set[str]:
     # Label matchers, ranges and strings hold no metric names.
     bare = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\"[^\"]*\"", " ", expr)
+    # Label lists of grouping and matching clauses: by (gpu), on (instance), group_left (name).
+    bare = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", bare)
     words = re.findall(r"(?<![\w.])[a-zA-Z_:][a-zA-Z0-9_:]*(?![\w(]*\()", bare)
     return {w for w in words if w not in _NOT_METRICS and not re.fullmatch(r"\d.*|e\d+", w)}
 

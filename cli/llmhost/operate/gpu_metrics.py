@@ -12,6 +12,7 @@ from typing import Any
 
 from llmhost.host.facts import PCI_DEVICES, Facts, Unavailable
 from llmhost.host.parsers import system
+from llmhost.units import finite
 from llmhost.promtext import family
 
 MIB = 1 << 20
@@ -26,7 +27,11 @@ def gpu_records(facts: Facts) -> tuple[list[dict[str, Any]], str | None]:
 
 
 def _scaled(value: Any, factor: float) -> float | None:
-    return value * factor if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A reading in base units; a flag as 0/1; None for what is not a finite number (absent, not 0)."""
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    number = finite(value)
+    return number * factor if number is not None else None
 
 
 def exposition(facts: Facts) -> str:
@@ -75,7 +80,7 @@ def exposition(facts: Facts) -> str:
     lines += family("llmhost_gpu_pcie_replay_errors_total", "PCIe replays (link-level retransmissions).",
                     "counter", per_gpu("pcie_replays"))
     lines += family("llmhost_gpu_ecc_errors_total", "ECC errors over the GPU's life (aggregate counters).", "counter",
-                    [({**ids[i], "type": kind}, g.get(field)) for i, g in enumerate(gpus)
+                    [({**ids[i], "type": kind}, _scaled(g.get(field), 1.0)) for i, g in enumerate(gpus)
                      for kind, field in (("corrected", "ecc_corrected"), ("uncorrected", "ecc_uncorrected"))])
     lines += family("llmhost_gpu_remapped_rows_failure", "1 when a row remap failed: the GPU needs service.",
                     "gauge", per_gpu("remap_failure"))
@@ -84,7 +89,7 @@ def exposition(facts: Facts) -> str:
     lines += family("llmhost_gpu_retired_pages_pending", "1 when a page retirement waits for a reset.", "gauge",
                     per_gpu("retired_pending"))
     lines += family("llmhost_gpu_clocks_event_active", "1 while a clocks-event (throttle) reason is active.",
-                    "gauge", [({**ids[i], "reason": reason}, active) for i, g in enumerate(gpus)
+                    "gauge", [({**ids[i], "reason": reason}, _scaled(active, 1.0)) for i, g in enumerate(gpus)
                               for reason, active in sorted((g.get("throttle") or {}).items())])
     lines += xid_lines(facts)
     return "\n".join(lines) + "\n"
@@ -100,5 +105,6 @@ def xid_lines(facts: Facts) -> list[str]:
     lines = family("llmhost_gpu_kernel_log_readable", "1 when the kernel log could be read for Xid events.",
                    "gauge", [({}, 1 if readable else 0)])
     return lines + family("llmhost_gpu_xid_errors_total", "NVIDIA Xid events in the kernel log since boot.",
-                          "counter", [({"address": address, "xid": str(xid)}, n)
+                          "counter", [({"address": f"{address}.0" if address.count(".") == 0 else address,
+                                        "xid": str(xid)}, n)
                                       for (address, xid), n in sorted(counts.items())])

@@ -9,13 +9,15 @@ temperature traces. Never below the card's minimum limit, never above the limit 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from llmhost import knowledge
+from llmhost import atomic, knowledge
+from llmhost.units import finite
 from llmhost.errors import LlmhostError
 from llmhost.promtext import family
 
@@ -40,6 +42,9 @@ class Settings:
         return settings
 
     def check(self) -> None:
+        for name, value in vars(self).items():
+            if not math.isfinite(value):
+                raise LlmhostError(f"thermal guard {name} {value}: expected a finite number")
         if not 40 <= self.threshold_c <= 110:
             raise LlmhostError(f"thermal guard threshold {self.threshold_c:g} °C: expected 40-110")
         if not 0 < self.hysteresis_c < self.threshold_c:
@@ -80,6 +85,7 @@ class _State:
     hot_since: float | None = None
     cool_since: float | None = None
     last_step: float | None = None
+    last_seen: float | None = None
     floored: bool = False            # at the card's minimum and still hot: said once
 
 
@@ -94,21 +100,36 @@ class Guard:
 
     def restore(self, saved: dict[str, Any]) -> None:
         for gpu, watts in saved.items():
-            if isinstance(gpu, str) and isinstance(watts, (int, float)) and not isinstance(watts, bool):
+            if (isinstance(gpu, str) and isinstance(watts, (int, float)) and not isinstance(watts, bool)
+                    and math.isfinite(watts)):
                 self.states.setdefault(gpu, _State()).restore_w = float(watts)
+
+    def failed(self, action: Action) -> None:
+        """The change was not made: a last step up that cleared the GPU is owed again."""
+        state = self.states.get(action.gpu)
+        if state is not None and action.kind == "raise" and state.restore_w is None:
+            state.restore_w = action.to_w
 
     def engaged(self, gpu: str) -> bool:
         return self.states.get(gpu, _State()).restore_w is not None
 
     def observe(self, reading: Reading, now: float) -> Action | None:
         s, cfg = self.states.setdefault(reading.gpu, _State()), self.settings
+        if s.last_seen is not None and now - s.last_seen > max(cfg.hold_s, cfg.cool_s, 60.0):
+            s.hot_since = s.cool_since = None  # readings stopped for a while: time hot or cool starts again
+        s.last_seen = now
+        # A remembered limit outside the card's range, or below what it now has (someone raised it, or
+        # it rebooted to its default), is not one to give back.
+        if s.restore_w is not None and not (reading.min_w <= s.restore_w <= reading.max_w
+                                            and s.restore_w >= reading.limit_w):
+            s.restore_w = None
         step = max(1.0, round((reading.max_w - reading.min_w) * cfg.step_ratio))
         hot = reading.temperature_c >= cfg.threshold_c
         cool = reading.temperature_c <= cfg.threshold_c - cfg.hysteresis_c
         s.hot_since = (s.hot_since if s.hot_since is not None else now) if hot else None
         s.cool_since = (s.cool_since if s.cool_since is not None else now) if cool else None
         if hot and now - s.hot_since >= cfg.hold_s and (s.last_step is None or now - s.last_step >= cfg.hold_s):
-            target = max(reading.min_w, reading.limit_w - step)
+            target = max(reading.min_w, min(reading.max_w, reading.limit_w - step))
             if target >= reading.limit_w:
                 if not s.floored:
                     s.floored = True
@@ -140,15 +161,19 @@ def readings_from(gpus: Iterable[dict[str, Any]]) -> list[Reading]:
     the guard cannot act on, and is left out."""
     out = []
     for gpu in gpus:
-        values = [gpu.get(k) for k in ("temperature_c", "power_limit_w", "power_min_w", "power_max_w")]
-        if gpu.get("address") and all(isinstance(v, (int, float)) for v in values):
-            out.append(Reading(gpu["address"], *map(float, values)))
+        values = [finite(gpu.get(k)) for k in ("temperature_c", "power_limit_w", "power_min_w", "power_max_w")]
+        if isinstance(gpu.get("address"), str) and None not in values and 0 < values[2] <= values[3]:
+            out.append(Reading(gpu["address"], *values))
     return out
 
 
+
 def set_power_limit(gpu: str, watts: float) -> None:
-    result = subprocess.run(["nvidia-smi", "-i", gpu, "-pl", f"{watts:g}"], capture_output=True, text=True,
-                            timeout=30, check=False)
+    try:
+        result = subprocess.run(["nvidia-smi", "-i", gpu, "-pl", f"{watts:g}"], capture_output=True, text=True,
+                                timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise LlmhostError(f"nvidia-smi -i {gpu} -pl {watts:g}: {exc}") from None
     if result.returncode != 0:
         raise LlmhostError(f"nvidia-smi -i {gpu} -pl {watts:g} failed: {(result.stdout + result.stderr).strip()[:200]}")
 
@@ -166,11 +191,7 @@ def metrics(guard: Guard, readings: list[Reading], actions: dict[tuple[str, str]
 
 
 def write_textfile(directory: str, text: str) -> None:
-    """Atomically, so node_exporter never reads half a file."""
-    target = Path(directory) / "llmhost_thermal_guard.prom"
-    tmp = target.with_suffix(".prom.tmp")
-    tmp.write_text(text)
-    tmp.replace(target)
+    atomic.write_text(Path(directory) / "llmhost_thermal_guard.prom", text, "--textfile-dir")
 
 
 def load_state(path: str | None) -> dict[str, Any]:
@@ -185,9 +206,7 @@ def load_state(path: str | None) -> dict[str, Any]:
 
 def save_state(path: str | None, guard: Guard) -> None:
     if path:
-        tmp = Path(path + ".tmp")
-        tmp.write_text(json.dumps(guard.saved()))
-        tmp.replace(path)
+        atomic.write_text(path, json.dumps(guard.saved()), "--state-file")
 
 
 def run(settings: Settings, read: Callable[[], list[dict[str, Any]]], interval_s: float, textfile_dir: str | None,
@@ -195,27 +214,42 @@ def run(settings: Settings, read: Callable[[], list[dict[str, Any]]], interval_s
         state_file: str | None = None) -> None:
     guard, counts = Guard(settings), {}
     guard.restore(load_state(state_file))
+
+    def report(event: str, error: LlmhostError) -> None:
+        emit(json.dumps({"time": round(time.time(), 3), "event": event, "error": str(error)}))
+
     done = 0
     while iterations is None or done < iterations:
-        now = time.time()
-        readings = readings_from(read())
+        now = time.monotonic()  # decisions measure durations: a wall-clock jump must not shorten one
+        try:
+            readings = readings_from(read())
+        except Exception as exc:  # noqa: BLE001 - a failed reading is reported; the next one may work
+            readings = []
+            report("thermal_guard_read_failed", LlmhostError(f"{type(exc).__name__}: {exc}"))
         for reading in readings:
             action = guard.observe(reading, now)
             if action is None:
                 continue
-            record = action.as_record(now)
+            record = action.as_record(time.time())
             if action.kind in ("lower", "raise") and not dry_run:
                 try:
                     set_power_limit(action.gpu, action.to_w)
                 except LlmhostError as exc:
                     record["error"] = str(exc)
+                    guard.failed(action)
             record["dry_run"] = dry_run
             counts[(action.gpu, action.kind)] = counts.get((action.gpu, action.kind), 0) + 1
             emit(json.dumps(record, ensure_ascii=False))
             if not dry_run:
-                save_state(state_file, guard)
+                try:
+                    save_state(state_file, guard)
+                except LlmhostError as exc:
+                    report("thermal_guard_state_not_saved", exc)
         if textfile_dir:
-            write_textfile(textfile_dir, metrics(guard, readings, counts))
+            try:
+                write_textfile(textfile_dir, metrics(guard, readings, counts))
+            except LlmhostError as exc:
+                report("thermal_guard_metrics_not_written", exc)
         done += 1
         if iterations is None or done < iterations:
             time.sleep(interval_s)

@@ -11,15 +11,19 @@ still shows when it would step in, by how much, and that it never goes below the
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterator
 
 from llmhost.errors import LlmhostError
+from llmhost.units import finite
 from llmhost.operate.thermal_guard import Guard, Reading, Settings
 
-MAX_BYTES = 64 << 20
+# About two days of one GPU's 1 s samples, or six hours of eight: what a replay needs, bounded in memory.
+MAX_BYTES = 16 << 20
 _NUMBER = re.compile(r"^\s*\[?(-?\d+(?:\.\d+)?)")
 
 
@@ -39,14 +43,14 @@ def parse_limits(text: str) -> tuple[float, float, float]:
         low, limit, high = (float(p) for p in parts)
     except ValueError:
         raise LlmhostError(f"--trace-limits {text!r}: expected MIN,LIMIT,MAX in watts, e.g. 100,300,300") from None
-    if not 0 < low <= limit <= high:
+    if not all(math.isfinite(v) for v in (low, limit, high)) or not 0 < low <= limit <= high:
         raise LlmhostError(f"--trace-limits {text!r}: expected 0 < MIN <= LIMIT <= MAX")
     return low, limit, high
 
 
 def _number(value: str) -> float | None:
     match = _NUMBER.match(value or "")
-    return float(match.group(1)) if match else None
+    return finite(float(match.group(1))) if match else None
 
 
 def _timestamp(value: str) -> float | None:
@@ -75,9 +79,12 @@ def _csv(lines: list[str]) -> list[Sample]:
         if temp is None:
             continue
         gpu = cells[gpu_col] if gpu_col is not None else "0"
-        stamp = _timestamp(cells[col["timestamp"]]) if "timestamp" in col else None
-        seen[gpu] = seen.get(gpu, -1) + 1
-        if stamp is None:
+        if "timestamp" in col:
+            stamp = _timestamp(cells[col["timestamp"]])
+            if stamp is None:
+                continue  # a row whose clock cannot be read cannot be placed in time
+        else:
+            seen[gpu] = seen.get(gpu, -1) + 1
             stamp = float(seen[gpu])  # no clock in the log: one sample a second (nvidia-smi -l 1)
         first = stamp if first is None else first
 
@@ -112,6 +119,8 @@ def _dmon(lines: list[str]) -> list[Sample]:
 
 def load(path: str, limits: tuple[float, float, float] | None = None) -> list[Sample]:
     try:
+        if not os.path.isfile(path):
+            raise LlmhostError(f"--trace {path}: not a regular file, expected a recorded temperature log")
         with open(path, "rb") as handle:
             raw = handle.read(MAX_BYTES + 1)
     except OSError as exc:
