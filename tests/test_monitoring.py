@@ -8,9 +8,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -21,7 +23,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import REAL, write_snapshot
+from conftest import REAL, _free_port, write_snapshot
 from llmhost import knowledge
 from llmhost.errors import LlmhostError
 from llmhost.host.hostio import open_snapshot
@@ -95,12 +97,6 @@ def dashboard_metrics(path: Path) -> set[str]:
 
 def _exposed(text: str) -> set[str]:
     return {line.split("{")[0].split()[0] for line in text.splitlines() if line and not line.startswith("#")}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _get(url: str) -> str:
@@ -535,3 +531,30 @@ def test_trace_must_be_a_regular_file(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(LlmhostError, match="not a regular file"):
         traces.load(str(fifo))
+
+
+def test_exporter_stopped_by_systemd_removes_the_snapshot_it_unpacked(tmp_path):
+    snap = write_snapshot(tmp_path / "snap", cmds={
+        "nvidia-smi-q-x": ((REAL / "nvsmi-tesla-t4-515.105.01.xml").read_text(), "", 0)})
+    archive = tmp_path / "snap.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(snap, arcname="snap")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    port = _free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "llmhost"), "exporter", "--snapshot", str(archive),
+                             "--listen", f"127.0.0.1:{port}"], env={**os.environ, "TMPDIR": str(scratch)},
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):
+            try:
+                assert _value(_get(f"http://127.0.0.1:{port}/metrics"), "llmhost_gpu_temperature_celsius") == 40
+                break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)
+        assert list(scratch.iterdir())  # unpacked while serving
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert list(scratch.iterdir()) == []

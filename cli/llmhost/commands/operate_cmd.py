@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import signal
 import sys
 
 import click
@@ -56,6 +57,8 @@ def exporter(listen, model_server, snapshot_path, once):
         if once:
             click.echo(exporter_mod.scrape(factory, model_server), nl=False)
             return
+        # systemctl stop sends SIGTERM: leave through `finally`, so an unpacked snapshot is removed.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             exporter_mod.serve(address, port, factory, model_server)
         except OSError as exc:
