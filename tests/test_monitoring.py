@@ -104,6 +104,16 @@ def _get(url: str) -> str:
         return reply.read().decode()
 
 
+def _get_when_up(url: str, what: str, tries: int = 100) -> str:
+    """GET url once the server just started behind it answers (10 s at most)."""
+    for _ in range(tries):
+        try:
+            return _get(url)
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+    pytest.fail(f"{what} did not answer at {url}")
+
+
 XID_LINE = "[ 5271.421234] NVRM: Xid (PCI:0000:00:1e): 79, pid='<unknown>', name=<unknown>, GPU has fallen off the bus."
 
 
@@ -130,14 +140,7 @@ def live_scrape(tools, server, tmp_path_factory):
                              f"--collector.textfile.directory={textfiles}"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        for _ in range(50):
-            try:
-                node_text = _get(f"http://127.0.0.1:{port}/metrics")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.1)
-        else:
-            pytest.fail("node_exporter did not answer")
+        node_text = _get_when_up(f"http://127.0.0.1:{port}/metrics", "node_exporter")
         host, tmp = open_snapshot(str(snap))
         gpu_text = exporter.scrape(lambda: host, server)
         body = json.dumps({"prompt": "Hello", "n_predict": 4}).encode()
@@ -231,12 +234,7 @@ def test_exporter_serves_metrics_over_http_and_nothing_else(tmp_path):
     host, _ = open_snapshot(str(snap))
     port = _free_port()
     threading.Thread(target=exporter.serve, args=("127.0.0.1", port, lambda: host, None), daemon=True).start()
-    for _ in range(50):
-        try:
-            text = _get(f"http://127.0.0.1:{port}/metrics")
-            break
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)
+    text = _get_when_up(f"http://127.0.0.1:{port}/metrics", "the exporter")
     assert _value(text, "llmhost_gpu_temperature_celsius", gpu="0") == 40
     with pytest.raises(urllib.error.HTTPError) as err:
         _get(f"http://127.0.0.1:{port}/")
@@ -546,12 +544,8 @@ def test_exporter_stopped_by_systemd_removes_the_snapshot_it_unpacked(tmp_path):
                              "--listen", f"127.0.0.1:{port}"], env={**os.environ, "TMPDIR": str(scratch)},
                             stderr=subprocess.PIPE, text=True)
     try:
-        for _ in range(100):
-            try:
-                assert _value(_get(f"http://127.0.0.1:{port}/metrics"), "llmhost_gpu_temperature_celsius") == 40
-                break
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.1)
+        text = _get_when_up(f"http://127.0.0.1:{port}/metrics", "the exporter")
+        assert _value(text, "llmhost_gpu_temperature_celsius") == 40
         assert list(scratch.iterdir())  # unpacked while serving
     finally:
         proc.send_signal(signal.SIGTERM)
