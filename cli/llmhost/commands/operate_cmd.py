@@ -24,6 +24,7 @@ def _listen(value: str) -> tuple[str, int]:
 
 
 def _finite(ctx, param, value):
+    # The guard's own settings check themselves (thermal_guard.Settings.check); the interval is not one.
     if value is not None and not math.isfinite(value):
         raise click.BadParameter(f"{value}: expected a finite number")
     return value
@@ -69,13 +70,13 @@ def exporter(listen, model_server, snapshot_path, once):
 
 
 @click.command("thermal-guard")
-@click.option("--threshold", type=click.FloatRange(40, 110), callback=_finite, metavar="CELSIUS",
+@click.option("--threshold", type=click.FloatRange(40, 110), metavar="CELSIUS",
               help="Step in at this temperature (default: preflight's warning threshold, 85 °C).")
-@click.option("--hysteresis", type=click.FloatRange(0, 60, min_open=True), callback=_finite, metavar="CELSIUS",
+@click.option("--hysteresis", type=click.FloatRange(0, 60, min_open=True), metavar="CELSIUS",
               help="Give power back only this far below the threshold.")
-@click.option("--hold", type=click.FloatRange(0, 3600), callback=_finite, metavar="SECONDS", help="Hot this long before each step down.")
-@click.option("--cool", type=click.FloatRange(0, 86400), callback=_finite, metavar="SECONDS", help="Cool this long before each step up.")
-@click.option("--step", type=click.FloatRange(0, 1, min_open=True), callback=_finite, metavar="FRACTION",
+@click.option("--hold", type=click.FloatRange(0, 3600), metavar="SECONDS", help="Hot this long before each step down.")
+@click.option("--cool", type=click.FloatRange(0, 86400), metavar="SECONDS", help="Cool this long before each step up.")
+@click.option("--step", type=click.FloatRange(0, 1, min_open=True), metavar="FRACTION",
               help="One step as a fraction of the card's power range.")
 @click.option("--interval", type=click.FloatRange(0.5, 600), callback=_finite, default=5.0, show_default=True, metavar="SECONDS")
 @click.option("--textfile-dir", metavar="DIR", help="Write llmhost_thermal_guard.prom here (node_exporter).")

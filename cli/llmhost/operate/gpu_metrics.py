@@ -12,8 +12,8 @@ from typing import Any
 
 from llmhost.host.facts import PCI_DEVICES, Facts, Unavailable
 from llmhost.host.parsers import system
-from llmhost.units import finite
 from llmhost.promtext import family
+from llmhost.units import finite
 
 MIB = 1 << 20
 
