@@ -26,7 +26,7 @@ lint() {
 
 setup() {
   bash scripts/venv.sh && bash scripts/container-engine.sh && bash scripts/build-images.sh bookworm trixie \
-    && bash scripts/llama-server.sh >/dev/null && bash scripts/prometheus-tools.sh >/dev/null
+    && bash scripts/llama-server.sh >/dev/null && bash scripts/debian-tools.sh prometheus >/dev/null && bash scripts/debian-tools.sh nginx >/dev/null
 }
 
 stage setup setup

@@ -142,6 +142,14 @@ def llama_install(tmp_path_factory) -> Path:
     return root / f"llama.cpp-{manifest['id']}"
 
 
+def debian_tools(name: str) -> Path:
+    """Debian's build of a server a role installs (prometheus, nginx), unpacked into the cache by
+    scripts/debian-tools.sh (make test's setup already did): the directory holding its usr/."""
+    out = subprocess.run(["bash", str(Path(__file__).parent.parent / "scripts" / "debian-tools.sh"), name],
+                         capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

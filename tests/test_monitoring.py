@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import REAL, _free_port, write_snapshot
+from conftest import REAL, _free_port, debian_tools, write_snapshot
 from llmhost import knowledge
 from llmhost.errors import LlmhostError
 from llmhost.host.hostio import open_snapshot
@@ -36,9 +36,7 @@ THERMAL = Path(__file__).parent / "fixtures" / "thermal"
 
 
 def _tools() -> Path:
-    out = subprocess.run(["bash", str(ROOT / "scripts" / "prometheus-tools.sh")], capture_output=True, text=True,
-                         check=True)
-    return Path(out.stdout.strip().splitlines()[-1]) / "usr" / "bin"
+    return debian_tools("prometheus") / "usr" / "bin"
 
 
 @pytest.fixture(scope="module")

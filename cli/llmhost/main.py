@@ -53,11 +53,11 @@ def _guard_options(command: click.Command) -> None:
 
 
 def _register():
-    from llmhost.commands import (bench_cmd, compat_cmd, facts_cmd, operate_cmd, plan_cmd, preflight_cmd, runtime_cmd,
-                                  snapshot_cmd)
+    from llmhost.commands import (bench_cmd, compat_cmd, facts_cmd, key_cmd, operate_cmd, plan_cmd, preflight_cmd,
+                                  runtime_cmd, snapshot_cmd)
 
     for command in (preflight_cmd.preflight, facts_cmd.facts, snapshot_cmd.snapshot, compat_cmd.compat, plan_cmd.plan,
-                    bench_cmd.bench, runtime_cmd.runtime, operate_cmd.exporter, operate_cmd.thermal_guard_cmd):
+                    bench_cmd.bench, runtime_cmd.runtime, operate_cmd.exporter, operate_cmd.thermal_guard_cmd, key_cmd.key):
         _guard_options(command)
         cli.add_command(command)
 

@@ -10,6 +10,7 @@
     {{ plan | llmhost_llama_server_args(model, alias, host, port, ...) }}  llama-server's flags, checked
     {{ 'debian-12' | llmhost_cuda_toolkit_plan(driver, ...) }}  what cuda_toolkit installs
     {{ 'ubuntu-24.04' | llmhost_fabricmanager_plan(source, branch, version, nvswitches) }}
+    {{ gateway_clients | llmhost_gateway_registry }}           the gateway's clients, checked, as nginx reads them
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ try:
     from llmhost.knowledge import compat, install_plans
     from llmhost.runtime import artefact, flags
     from llmhost.errors import LlmhostError
+    from llmhost.gateway import clients as gateway_clients
     from llmhost.knowledge.versions import parse_cuda, parse_driver
 except ImportError as exc:  # the controller's Python must have llmhost installed (scripts/venv.sh)
     raise AnsibleFilterError(f"llmhost is not importable by Ansible's Python: {exc}; run scripts/venv.sh") from exc
@@ -195,6 +197,12 @@ def llmhost_llama_build(build, gpu_count, compute_caps, arch=None, cuda=None, ar
             "nvcc": spec.nvcc, "host_cxx": spec.host_cxx}
 
 
+@_guard
+def llmhost_gateway_registry(clients):
+    """gateway_clients -> {clients_json (by key digest), rate_limited, names}; one error for the first bad entry."""
+    return gateway_clients.registry(clients)
+
+
 class FilterModule:
     def filters(self):
         return {f.__name__: f for f in (llmhost_data, llmhost_recommend, llmhost_install_plan, llmhost_arch_for_pci_ids, llmhost_gpu_devices,
@@ -204,4 +212,5 @@ class FilterModule:
                                                      llmhost_gpu_placements,
                                                      llmhost_newest_cuda,
                                                      llmhost_cuda_min_driver, llmhost_cuda_toolkit_plan,
-                                                     llmhost_fabricmanager_plan, llmhost_llama_build)}
+                                                     llmhost_fabricmanager_plan, llmhost_llama_build,
+                                                     llmhost_gateway_registry)}

@@ -59,5 +59,5 @@ def check(check_id: str, title: str, needs_gpu: bool = False):
 
 def catalogue() -> dict[str, Check]:
     # Importing the modules registers their checks, in this order (the report's order).
-    from llmhost.checks import gpu, driver, compat, pcie, numa_cpu, memory, system  # noqa: F401
+    from llmhost.checks import gpu, driver, compat, pcie, numa_cpu, memory, system, gateway  # noqa: F401
     return CATALOGUE

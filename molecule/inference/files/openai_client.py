@@ -1,6 +1,6 @@
 """The official OpenAI Python client against a served model, as a team's users would call it.
 
-    openai_client.py BASE_URL ALIAS [--key KEY] [--concurrent N] [--max-tokens N]
+    openai_client.py BASE_URL ALIAS [--key KEY] [--concurrent N] [--max-tokens N] [--cafile PEM]
 
 Streams one chat completion by the model's alias, then N concurrent streaming completions; prints
 JSON: the first reply's text, how many of the N completed with content, and their finish reasons.
@@ -8,8 +8,10 @@ JSON: the first reply's text, how many of the N completed with content, and thei
 
 import argparse
 import json
+import ssl
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx2
 import openai
 
 parser = argparse.ArgumentParser()
@@ -18,8 +20,11 @@ parser.add_argument("alias")
 parser.add_argument("--key", default="unused")
 parser.add_argument("--concurrent", type=int, default=8)
 parser.add_argument("--max-tokens", type=int, default=24)
+parser.add_argument("--cafile", help="Trust this certificate (an HTTPS gateway's self-signed one).")
 args = parser.parse_args()
-client = openai.OpenAI(base_url=args.base_url.rstrip("/") + "/v1", api_key=args.key, timeout=300, max_retries=0)
+http_client = httpx2.Client(verify=ssl.create_default_context(cafile=args.cafile)) if args.cafile else None
+client = openai.OpenAI(base_url=args.base_url.rstrip("/") + "/v1", api_key=args.key, timeout=300, max_retries=0,
+                       http_client=http_client)
 
 
 def stream(question: str) -> dict:

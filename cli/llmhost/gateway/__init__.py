@@ -1,0 +1,1 @@
+"""The TLS gateway's client keys and client registry (the nginx side lives in roles/gateway)."""
