@@ -136,15 +136,19 @@ class _RangeServer:
                 if source is None:
                     self.send_error(404)
                     return
-                data = source.read_bytes() if isinstance(source, Path) else source
+                size = source.stat().st_size if isinstance(source, Path) else len(source)
                 wanted = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
-                if ranges and wanted:
-                    start, end = int(wanted[1]), min(int(wanted[2]), len(data) - 1)
-                    body = data[start:end + 1]
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                start, end = (int(wanted[1]), min(int(wanted[2]), size - 1)) if ranges and wanted else (0, size - 1)
+                if isinstance(source, Path):  # read only the range: a sparse 380 GB model stays unread
+                    with source.open("rb") as handle:
+                        handle.seek(start)
+                        body = handle.read(end + 1 - start)
                 else:
-                    body = data
+                    body = source[start:end + 1]
+                if ranges and wanted:
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+                else:
                     self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

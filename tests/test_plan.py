@@ -156,7 +156,23 @@ DEEPSEEK_V3 = {"hidden": 7168, "layers": 61, "dense_layers": 3, "ff": 18432, "ex
 Q4_K = 12
 
 
-def _deepseek_v3(tmp_path):
+def _tokenizer_arrays(vocab: int) -> list[bytes]:
+    """A BPE tokenizer's header arrays of the size a real one has (tokens, token types, merges): the bulk of a
+    big model's header, which a remote read must fetch."""
+    import struct
+
+    from test_gguf_header import ARRAY, I32, STRING, _kv, _s
+
+    def array(key, element_type, items):
+        return _kv(key, ARRAY, struct.pack("<IQ", element_type, len(items)) + b"".join(items))
+
+    tokens = [_s(f"tok{i:06d}") for i in range(vocab)]
+    return [array("tokenizer.ggml.tokens", STRING, tokens),
+            array("tokenizer.ggml.token_type", I32, [struct.pack("<i", 1)] * vocab),
+            array("tokenizer.ggml.merges", STRING, [_s(f"t{i:05d} k{i:05d}") for i in range(vocab - 1539)])]
+
+
+def _deepseek_v3(tmp_path, tokenizer: bool = False):
     import struct
 
     from test_gguf_header import STRING, U32, _kv, _s, gguf, tensor
@@ -173,7 +189,7 @@ def _deepseek_v3(tmp_path):
             ("attention.value_length", c["kv_lora"]), ("attention.key_length_mla", c["nope"] + c["rope"]),
             ("attention.value_length_mla", c["v_head"]), ("attention.kv_lora_rank", c["kv_lora"]),
             ("attention.q_lora_rank", c["q_lora"]), ("rope.dimension_count", c["rope"]),
-            ("context_length", c["context"]))]
+            ("context_length", c["context"]))] + (_tokenizer_arrays(c["vocab"]) if tokenizer else [])
     h, offset, infos = c["hidden"], 0, []
 
     def add(name, shape):
@@ -207,6 +223,22 @@ def _deepseek_v3(tmp_path):
         out.write(head)
         out.truncate(len(head) + offset)
     return path
+
+
+def test_a_remote_671b_model_is_planned_from_under_1_percent_of_its_bytes(tmp_path):
+    from test_gguf_header import _RangeServer
+
+    model = _deepseek_v3(tmp_path, tokenizer=True)
+    args = ["--gpu-mem", "24GiB", "--ram", "512GiB", "--gpu-bw", "1008", "--mem-bw", "200", "--json"]
+    local = json.loads(CliRunner().invoke(cli, ["plan", str(model), *args]).output)
+    with _RangeServer({model.name: model}) as server:
+        result = CliRunner().invoke(cli, ["plan", f"{server.url}/{model.name}", *args])
+    assert result.exit_code == 0, result.output
+    remote = json.loads(result.output)
+    assert {k: v for k, v in remote.items() if k != "model"} == {k: v for k, v in local.items() if k != "model"}
+    size = model.stat().st_size
+    # The header (with a 129,280-token tokenizer) is about 5 MB of a 380 GB file.
+    assert 4e6 < server.served < 0.0001 * size
 
 
 def test_deepseek_v3_on_one_24gb_gpu_keeps_attention_there_and_the_experts_in_ram(tmp_path):
@@ -306,6 +338,45 @@ def test_a_bad_config_is_one_line(tmp_path, content, needle):
 def test_known_shapes_count_the_published_parameters(name, total, active):
     shape = plan.shape_from_model(name)
     assert abs(shape.params - total) / total < 0.02 and abs(shape.active_params - active) / active < 0.05
+
+
+# gpt-oss model cards: 21B total / 3.6B active, 117B / 5.1B. Their "active" counts the output projection but
+# not the embedding row a token looks up, so the embedding table is left out of the comparison.
+@pytest.mark.parametrize("name,total,active", [("gpt-oss-20b", 21e9, 3.6e9), ("gpt-oss-120b", 117e9, 5.1e9)])
+def test_gpt_oss_counts_its_published_parameters(name, total, active):
+    shape = plan.shape_from_model(name)
+    embedding = shape.hidden * shape.vocab
+    assert abs(shape.params - total) / total < 0.02
+    assert abs(shape.active_params - embedding - active) / active < 0.03
+
+
+# openai/gpt-oss-20b's config.json (published on Hugging Face), as a user hands it to plan.
+GPT_OSS_20B_CONFIG = {
+    "architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss", "hidden_size": 2880, "intermediate_size": 2880,
+    "num_hidden_layers": 24, "num_attention_heads": 64, "num_key_value_heads": 8, "head_dim": 64,
+    "num_local_experts": 32, "num_experts_per_tok": 4, "experts_per_token": 4, "sliding_window": 128,
+    "layer_types": ["sliding_attention", "full_attention"] * 12, "vocab_size": 201088, "attention_bias": True,
+    "max_position_embeddings": 131072, "tie_word_embeddings": False, "rope_theta": 150000,
+    "quantization_config": {"quant_method": "mxfp4", "modules_to_not_convert": [
+        "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]},
+}
+
+
+def test_gpt_oss_mxfp4_keeps_experts_at_4_25_bits_and_half_its_layers_on_a_128_token_window(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(GPT_OSS_20B_CONFIG))
+    args = ["--quant", "MXFP4", "--gpu-mem", "24GiB", "--ram", "64GiB", "--ctx", "32768", "--json"]
+    by_config = json.loads(CliRunner().invoke(cli, ["plan", str(path), *args]).output)
+    by_name = json.loads(CliRunner().invoke(cli, ["plan", "--model", "gpt-oss-20b", *args]).output)
+    assert by_config["bytes"] == by_name["bytes"] and by_config["fit"]["verdict"] == "fits"
+    shape = plan.shape_from_model("gpt-oss-20b")
+    experts = 24 * 32 * 3 * 2880 * 2880
+    non_experts = shape.params - experts
+    # MXFP4: 32 weights in 17 bytes; everything else BF16 (norms and biases F32).
+    weights = by_name["bytes"]["weights"]
+    assert experts * 17 / 32 + non_experts * 2 <= weights < experts * 17 / 32 + non_experts * 2 * 1.01
+    # 12 full-attention layers at 32k, 12 sliding ones at 128 + 512 cells padded to 768: K and V, f16.
+    assert by_name["bytes"]["kv_cache"] == 2 * 8 * 64 * 2 * (12 * 32768 + 12 * 768)
 
 
 def test_a_known_shape_and_its_config_plan_alike(tmp_path):

@@ -133,6 +133,8 @@ def tensor_type(kind: str, layer: int | None, ne0: int, shape: Shape, quant: str
         return "F32"
     if kind == "output" or (kind == "token_embd" and shape.tied):
         chosen = preset["output"]
+    elif kind.endswith("_exps") and "experts" in preset:
+        chosen = preset["experts"]
     elif kind in ("attn_v", "ffn_down", "ffn_down_exps") and "more_bits" in preset and _use_more_bits(layer, shape.layers):
         chosen = preset["more_bits"]
     elif kind == "attn_v" and "attn_v_70b" in preset and shape.layers == 80:
