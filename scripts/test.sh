@@ -36,7 +36,7 @@ if [ "$failed" = 0 ]; then
     case "$s" in
       lint) stage lint lint ;;
       pytest) stage pytest pytest ;;
-      molecule) stage molecule molecule test --all --no-command-borders ;;
+      molecule) stage molecule bash scripts/molecule-lanes.sh ;;
       *) echo "llmhost: unknown stage '$s': expected lint, pytest or molecule" >&2; exit 2 ;;
     esac
   done

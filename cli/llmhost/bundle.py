@@ -11,7 +11,9 @@ Ansible's copy reports no change.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -33,7 +35,11 @@ def _sources(name: str) -> list[tuple[Path, str]]:
 def build(target: str) -> Path:
     out = Path(target)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
+    # A name of its own: runs that build at once (Molecule lanes) never write into each other's file.
+    handle, name = tempfile.mkstemp(dir=out.parent, prefix=out.name + ".", suffix=".tmp")
+    os.close(handle)
+    tmp = Path(name)
+    tmp.chmod(0o644)
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
         entries = [(None, "__main__.py")] + [e for name in PACKAGES for e in _sources(name)]
         for source, arcname in entries:

@@ -195,7 +195,8 @@ var AUDIT_FIELDS = ['time', 'request_id', 'client', 'revoked_client', 'source', 
 function audit(r) {
     var v = r.variables;
     var line = {
-        time: new Date().toISOString(),
+        // When the request arrived (the line is written when it ends).
+        time: new Date(Date.now() - Number(v.request_time) * 1000).toISOString(),
         request_id: v.request_id,
         client: client(r) || null,
         source: v.remote_addr,
