@@ -420,10 +420,10 @@ def test_sockets_parser_reads_the_kernels_tables():
 def _gateway_snapshot(snap, tables: dict[str, str], upstream_port: int, cert: bytes | None):
     from conftest import replay
 
-    fact = {"certificate": "/etc/llmhost/gateway/tls.crt", "upstream": f"http://127.0.0.1:{upstream_port}", "port": 443}
+    fact = {"certificate": "/etc/nginx/llmhost/tls.crt", "upstream": f"http://127.0.0.1:{upstream_port}", "port": 443}
     files = {"/etc/ansible/facts.d/llmhost_gateway.fact": json.dumps(fact), **tables}
     if cert is not None:
-        files["/etc/llmhost/gateway/tls.crt"] = cert
+        files["/etc/nginx/llmhost/tls.crt"] = cert
     return replay(snap(files))
 
 
