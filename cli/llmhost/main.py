@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -10,8 +11,31 @@ from llmhost import __version__
 from llmhost.errors import LlmhostError
 
 
+# Each command's module is imported when that command runs: the roles start the engine several times per
+# host and run, and importing every command (plan, bench, compat ...) would cost each start ~0.5 s.
+COMMANDS = {
+    "preflight": "preflight_cmd:preflight", "facts": "facts_cmd:facts", "snapshot": "snapshot_cmd:snapshot",
+    "compat": "compat_cmd:compat", "plan": "plan_cmd:plan", "bench": "bench_cmd:bench", "runtime": "runtime_cmd:runtime",
+    "exporter": "operate_cmd:exporter", "thermal-guard": "operate_cmd:thermal_guard_cmd", "key": "key_cmd:key",
+}
+
+
 class Cli(click.Group):
-    """Turns an LlmhostError into one line on stderr and exit 2, like click's usage errors."""
+    """Loads commands on first use, and turns an LlmhostError into one line on stderr and exit 2, like
+    click's usage errors."""
+
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name].split(":")
+        command = getattr(importlib.import_module(f"llmhost.commands.{module}"), attribute)
+        if not getattr(command, "_llmhost_guarded", False):
+            _guard_options(command)
+            command._llmhost_guarded = True
+        return command
 
     def invoke(self, ctx):
         try:
@@ -50,16 +74,3 @@ def _guard_options(command: click.Command) -> None:
             _refuse_empty(param)
     for sub in getattr(command, "commands", {}).values():
         _guard_options(sub)
-
-
-def _register():
-    from llmhost.commands import (bench_cmd, compat_cmd, facts_cmd, key_cmd, operate_cmd, plan_cmd, preflight_cmd,
-                                  runtime_cmd, snapshot_cmd)
-
-    for command in (preflight_cmd.preflight, facts_cmd.facts, snapshot_cmd.snapshot, compat_cmd.compat, plan_cmd.plan,
-                    bench_cmd.bench, runtime_cmd.runtime, operate_cmd.exporter, operate_cmd.thermal_guard_cmd, key_cmd.key):
-        _guard_options(command)
-        cli.add_command(command)
-
-
-_register()
