@@ -204,6 +204,19 @@ def test_bench_measures_the_real_server_and_metrics_count_its_tokens(server):
     assert _metric(server, "llamacpp:tokens_predicted_total") >= before + 4 * 2
 
 
+def test_a_second_bench_run_reads_every_prompt_afresh(server):
+    """llama-server reuses a slot's cached prompt prefix: a run that repeated an earlier run's prompts (the
+    same server behind two endpoints in --compare, or a second bench) would measure a prefill it skipped."""
+    processed = []
+    for _ in range(2):
+        before = _metric(server, "llamacpp:prompt_tokens_total")
+        result = bench.run(server, model="gemma-test", concurrency=(1,), requests=3, max_tokens=2)
+        processed.append(_metric(server, "llamacpp:prompt_tokens_total") - before)
+    # Each run reads its 3 prompts and the prompt-length probe whole, less at most the chat template's
+    # shared head that a slot may keep (a handful of tokens per request).
+    assert processed[1] >= 0.8 * processed[0] >= 0.8 * 3 * result["prompt_tokens"]
+
+
 def test_drain_waits_for_the_request_in_flight(server):
     body = json.dumps({"prompt": "Count slowly:", "n_predict": 96, "temperature": 0}).encode()
     worker = threading.Thread(target=lambda: urllib.request.urlopen(urllib.request.Request(

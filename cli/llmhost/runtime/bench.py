@@ -9,6 +9,7 @@ line, so a server's prompt-prefix cache cannot turn prompt processing into a cac
 from __future__ import annotations
 
 import json
+import secrets
 import statistics
 import time
 import urllib.error
@@ -101,8 +102,10 @@ def one_request(url: str, model: str, prompt: str, max_tokens: int, api_key: str
                   gaps=tuple(b - a for a, b in zip(stamps, stamps[1:])))
 
 
-def _unique(prompt: str, serial: int) -> str:
-    return f"Request {serial:05d}.\n{prompt}"
+def _unique(prompt: str, serial: int, run_id: str) -> str:
+    # Distinct in every request of every run: a server caches prompt prefixes per slot, and a prompt it saw
+    # before (an earlier run, or another endpoint in front of the same server) would skip its prefill.
+    return f"Request {run_id}-{serial:05d}.\n{prompt}"
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -143,7 +146,8 @@ def run(endpoint: str, model: str = "default", concurrency: tuple[int, ...] = DE
     url = endpoint_url(endpoint)
     if any(c < 1 for c in concurrency) or max_tokens < 2:
         raise LlmhostError(f"--concurrency {concurrency} must be >= 1 and --max-tokens {max_tokens} >= 2")
-    plen = prompt_tokens(url, model, _unique(prompt, 0), api_key, timeout)
+    run_id = secrets.token_hex(4)
+    plen = prompt_tokens(url, model, _unique(prompt, 0, run_id), api_key, timeout)
     levels = []
     serial = 0
     for level in concurrency:
@@ -153,7 +157,7 @@ def run(endpoint: str, model: str = "default", concurrency: tuple[int, ...] = DE
             futures = []
             for _ in range(count):
                 serial += 1
-                futures.append(pool.submit(one_request, url, model, _unique(prompt, serial), max_tokens, api_key,
+                futures.append(pool.submit(one_request, url, model, _unique(prompt, serial, run_id), max_tokens, api_key,
                                            timeout))
             samples = []
             for future in futures:
