@@ -12,10 +12,17 @@ from __future__ import annotations
 from ansible.plugins.loader import strategy_loader
 
 try:
+    import ansible_mitogen.affinity
     import ansible_mitogen.loaders  # noqa: F401 - Mitogen's own plugin loaders must load first
     import ansible_mitogen.strategy
 except ImportError:
     ansible_mitogen = None
+else:
+    # Mitogen pins its processes to CPUs, and on a controller with fewer than 4 it keeps CPU 0 for itself
+    # and pins everything it starts to the rest: with 2 CPUs, every `podman run` and `podman exec` (the lab's
+    # containers, and every process in them: systemd, llama-server) ran on one CPU, and the lab's model
+    # decoded at half speed. The base policy pins nothing.
+    ansible_mitogen.affinity.policy = ansible_mitogen.affinity.Policy()
 
 _Linear = strategy_loader.get("linear", class_only=True)
 
