@@ -4,7 +4,8 @@
 #   defaults  the same llama-server binary and model with only -m/--host/--port (llama-server's own defaults),
 #             as a transient unit in the same lab host
 #   lcpp      llama-cpp-python 0.3.36's server with the flags llmhost's unit had before it served
-#             llama-server (portable build, --n_ctx 4096 --n_threads 2 --interrupt_requests false --chat_format gemma)
+#             llama-server (portable build: AVX2, and AVX-512 where the CPU has it; --n_ctx 4096 --n_threads 2 --interrupt_requests false
+#             --chat_format gemma)
 # at 1/4/8/16 users, then this machine's memory bandwidth on all cores and each one's decode as a share
 # of the roofline, and llama-bench's own decode (the engine's limit) with the unit's binary and CPU variant.
 # Usage: scripts/bench-runtime.sh [lab host] [llmhost port] [bench args...]
@@ -24,14 +25,17 @@ model=$(grep -oP -- '--model \K\S+' <<<"$exec_start") \
 alias=$(grep -oP -- '--alias \K\S+' <<<"$exec_start")
 read -r local_model _ < <(bash scripts/lab-model.sh)
 
-# The peer llama-cpp-python: its portable wheel built once (about 4 minutes) and a virtualenv for it.
-peer=$CACHE/peers/llama-cpp-python-0.3.36
+# The peer llama-cpp-python: its portable wheel built once per instruction set (about 4 minutes) and a
+# virtualenv for it. AVX-512 only where this CPU has it (a build with it dies of SIGILL on an AVX2-only CPU);
+# never -march=native (some machines of this kind advertise AMX and fault on it).
+avx512=$(grep -qw avx512f /proc/cpuinfo && echo ON || echo OFF)
+peer=$CACHE/peers/llama-cpp-python-0.3.36-avx512-$avx512
 if [ ! -x "$peer/bin/python" ] || ! "$peer/bin/python" -c 'import llama_cpp.server' 2>/dev/null; then
-  wheels=$CACHE/wheels
+  wheels=$CACHE/wheels/avx512-$avx512
   mkdir -p "$wheels"
   if ! ls "$wheels"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1; then
     echo "bench-runtime: building the llama-cpp-python 0.3.36 wheel (once, about 4 minutes)" >&2
-    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON" \
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=$avx512" \
       .venv/bin/pip wheel -q --no-deps --no-binary llama-cpp-python -w "$wheels" llama-cpp-python==0.3.36 >&2
   fi
   python3 -m venv "$peer"
