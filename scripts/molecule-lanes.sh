@@ -4,7 +4,8 @@
 # so the machine's two cores are busy while apt waits. Scenarios use their own container names and ports,
 # and none changes what another reads. Each lane's log is printed when the lane ends; the exit status is
 # non-zero when any scenario failed, and every scenario's time is listed.
-#   LLMHOST_MOLECULE_LANES=1 runs them one after another in one lane.
+#   LLMHOST_MOLECULE_LANES=1 runs them one after another in one lane; LLMHOST_MOLECULE_CHECK_ONLY=1 only
+#   checks that every scenario is in a lane and that the lanes' container names differ.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 serving="inference monitoring gateway"
@@ -15,6 +16,21 @@ if [ "$known" != "$listed" ]; then
   echo "llmhost: molecule lanes list '$listed' but molecule/ has '$known': put each scenario in one lane" >&2
   exit 2
 fi
+# Lanes run at once, so their containers must differ: the packages lane uses the shared default names
+# (.config/molecule/config.yml), every serving scenario names its own.
+defaults=$(grep -E '^  - name: ' .config/molecule/config.yml | awk '{print $3}')
+seen=""
+for scenario in $serving; do
+  names=$(grep -E '^  - name: ' "molecule/$scenario/molecule.yml" | awk '{print $3}')
+  for name in ${names:-$defaults}; do
+    if grep -qx "$name" <<<"$defaults$seen"; then
+      echo "llmhost: molecule scenario '$scenario' uses container name '$name', which another lane's scenario uses too" >&2
+      exit 2
+    fi
+    seen="$seen"$'\n'"$name"
+  done
+done
+[ "${LLMHOST_MOLECULE_CHECK_ONLY:-}" = 1 ] && { echo "llmhost: molecule lanes: scenarios and names check out"; exit 0; }
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 
 lane() {  # lane NAME SCENARIO...

@@ -88,10 +88,9 @@ def _nginx_main(root: Path, tools: Path, conf: Path) -> Path:
     return main
 
 
-@pytest.fixture(scope="module")
-def gateway(server, tmp_path_factory) -> Gateway:
+def _start(server: str, root: Path, **settings) -> tuple[Gateway, subprocess.Popen]:
+    """The role's nginx configuration for these clients and settings, rendered and served by Debian's nginx."""
     tools = debian_tools("nginx")
-    root = tmp_path_factory.mktemp("gateway")
     conf = root / "conf"
     secrets = {name: keys.new_key() for name in CLIENT_NAMES}
     clients = [
@@ -104,7 +103,7 @@ def gateway(server, tmp_path_factory) -> Gateway:
     port = _free_port()
     variables = {"gateway_clients": clients, "gateway_upstream": server, "gateway_port": port,
                  "gateway_listen_addresses": ["127.0.0.1"], "gateway_audit_log": str(root / "audit.log"),
-                 "gateway_default_model": ALIAS, "gateway_client_max_body_size": "1m"}
+                 "gateway_default_model": ALIAS, "gateway_client_max_body_size": "1m", **settings}
     _render(conf, variables)
     _self_signed(conf)
     nginx = [str(tools / "usr" / "sbin" / "nginx"), "-p", str(root), "-c", str(_nginx_main(root, tools, conf))]
@@ -118,9 +117,13 @@ def gateway(server, tmp_path_factory) -> Gateway:
             if proc.poll() is not None:
                 pytest.fail(f"nginx did not start: {proc.stderr.read().decode()[-2000:]}")
             time.sleep(0.1)
-    gw = Gateway(f"https://127.0.0.1:{port}", port, conf / "tls.crt", secrets, clients, root / "audit.log",
-                 root / "error.log", conf, server)
-    gw.variables = variables  # type: ignore[attr-defined]
+    return Gateway(f"https://127.0.0.1:{port}", port, conf / "tls.crt", secrets, clients, root / "audit.log",
+                   root / "error.log", conf, server), proc
+
+
+@pytest.fixture(scope="module")
+def gateway(server, tmp_path_factory) -> Gateway:
+    gw, proc = _start(server, tmp_path_factory.mktemp("gateway"))
     yield gw
     proc.terminate()
     proc.wait(timeout=10)
@@ -186,6 +189,25 @@ def test_non_streaming_reply_usage_matches_the_audit_line(gateway):
     [line] = gateway.new_lines(before, 1)
     assert (line["prompt_tokens"], line["completion_tokens"]) == (usage["prompt_tokens"], usage["completion_tokens"])
     assert headers["X-Request-Id"] == line["request_id"]
+
+
+def test_a_site_that_turns_content_logging_on_gets_the_prompt_and_the_reply_cut_at_its_limit(server, tmp_path):
+    gw, proc = _start(server, tmp_path, gateway_audit_content=True, gateway_audit_content_limit=120)
+    try:
+        status, _, body = _call(gw, "/v1/chat/completions", _ask(8), key=gw.keys["alice"])
+        assert status == 200
+        reply = json.loads(body)["choices"][0]["message"]["content"]
+        [line] = gw.new_lines(0, 1)
+        assert line["prompt"] == json.dumps(_ask(8))[:120] and len(line["prompt"]) == 120
+        assert line["reply"] == reply[:120] and line["completion_tokens"] == json.loads(body)["usage"]["completion_tokens"]
+        # Streamed, the reply is assembled from the events' deltas.
+        _, _, streamed = _call(gw, "/v1/chat/completions", {**_ask(8), "stream": True}, key=gw.keys["alice"])
+        events = [json.loads(line[5:]) for line in streamed.decode().splitlines() if line.startswith("data: {")]
+        text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
+        assert text and gw.new_lines(1, 1)[-1]["reply"] == text[:120]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @pytest.mark.parametrize("auth", [None, "wrong", "revoked", "basic", "spaces", "huge", "no-scheme"])

@@ -47,12 +47,20 @@ function lookup(r) {
 }
 
 // js_set $llmhost_client: the client's name, or '' (then nginx answers 401 before anything else runs).
+// Decided once per request and kept in a js_var: the audit line, written after the reply, names the client
+// the request was served for even when the key was revoked in the meantime.
 function client(r) {
+    var decided = r.variables.llmhost_identity;
+    if (decided) {
+        return decided === '-' ? '' : decided;
+    }
     var found = lookup(r);
     if (found.revoked) {
         r.variables.llmhost_revoked = found.revoked;
     }
-    return found.client ? String(found.client.name) : '';
+    var name = found.client ? String(found.client.name) : '';
+    r.variables.llmhost_identity = name || '-';
+    return name;
 }
 
 function jsonError(r, status, code, message) {
@@ -64,7 +72,8 @@ function jsonError(r, status, code, message) {
 // allowed models, then hand the request (body included) to the proxying location.
 function route(r) {
     var found = lookup(r);
-    if (!found.client) {
+    if (!found.client) {  // revoked since the request's first check, microseconds ago
+        r.variables.llmhost_revoked = found.revoked;
         jsonError(r, 401, 'invalid_api_key', 'invalid or missing API key');
         return;
     }
