@@ -5,7 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stages=${LLMHOST_STAGES:-"lint pytest molecule"}
-declare -a summary
+declare -a summary failures=()
 failed=0
 
 stage() {  # stage NAME COMMAND...
@@ -24,6 +24,15 @@ lint() {
   yamllint --strict . && ansible-lint --profile production --strict
 }
 
+pytest_stage() {  # the failing tests' names go into the summary, which is what a CI log's tail shows
+  local log; log=$(mktemp)
+  pytest -rfE 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  mapfile -t failures < <(grep -E '^(FAILED|ERROR) ' "$log" | cut -c1-160)
+  rm -f "$log"
+  return "$rc"
+}
+
 setup() {
   bash scripts/venv.sh && bash scripts/container-engine.sh && bash scripts/build-images.sh bookworm trixie \
     && bash scripts/llama-server.sh >/dev/null && bash scripts/debian-tools.sh prometheus >/dev/null && bash scripts/debian-tools.sh nginx >/dev/null
@@ -35,7 +44,7 @@ if [ "$failed" = 0 ]; then
   for s in $stages; do
     case "$s" in
       lint) stage lint lint ;;
-      pytest) stage pytest pytest ;;
+      pytest) stage pytest pytest_stage ;;
       molecule) stage molecule bash scripts/molecule-lanes.sh ;;
       *) echo "llmhost: unknown stage '$s': expected lint, pytest or molecule" >&2; exit 2 ;;
     esac
@@ -45,4 +54,5 @@ fi
 echo
 echo "==> timing"
 printf '%s\n' "${summary[@]}"
+[ ${#failures[@]} = 0 ] || printf '  %s\n' "${failures[@]}"
 exit $failed

@@ -51,6 +51,18 @@ class Gateway:
     def audit_lines(self) -> list[dict]:
         return [json.loads(line) for line in self.audit.read_text().splitlines()] if self.audit.exists() else []
 
+    def mark(self) -> int:
+        """How many audit lines there are once the earlier requests' lines are all written: nginx writes a line
+        just after the client has the whole response, so the previous test's last line may still be on its way."""
+        count, deadline = len(self.audit_lines()), time.monotonic() + 5
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            now = len(self.audit_lines())
+            if now == count:
+                break
+            count = now
+        return count
+
     def new_lines(self, before: int, count: int) -> list[dict]:
         """The audit lines after the first `before`, once `count` of them are there: nginx writes a request's
         line just after the client has the whole response."""
@@ -161,7 +173,7 @@ def test_openai_client_streams_through_the_gateway_and_the_audit_line_counts_its
     import httpx2
     import openai
 
-    before = len(gateway.audit_lines())
+    before = gateway.mark()
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=gateway.keys["alice"], max_retries=0, timeout=120,
                            http_client=httpx2.Client(verify=ssl.create_default_context(cafile=str(gateway.cafile))))
     text, chunks = "", 0
@@ -182,7 +194,7 @@ def test_openai_client_streams_through_the_gateway_and_the_audit_line_counts_its
 
 
 def test_non_streaming_reply_usage_matches_the_audit_line(gateway):
-    before = len(gateway.audit_lines())
+    before = gateway.mark()
     status, headers, body = _call(gateway, "/v1/chat/completions", _ask(5), key=gateway.keys["alice"])
     assert status == 200
     usage = json.loads(body)["usage"]
@@ -221,7 +233,7 @@ def test_refused_keys_get_401_and_the_model_generates_nothing(gateway, auth):
         "huge": "Bearer " + "k" * 600,
         "no-scheme": gateway.keys["alice"],
     }[auth]
-    before, lines_before = _counters(gateway.upstream), len(gateway.audit_lines())
+    before, lines_before = _counters(gateway.upstream), gateway.mark()
     status, headers, body = _call(gateway, "/v1/chat/completions", _ask(), authorization=authorization)
     assert status == 401 and json.loads(body)["error"]["code"] == "invalid_api_key"
     assert headers.get("WWW-Authenticate", "").startswith("Bearer")
@@ -233,7 +245,7 @@ def test_refused_keys_get_401_and_the_model_generates_nothing(gateway, auth):
 
 
 def test_revoking_one_client_takes_effect_at_once_and_leaves_the_others(gateway):
-    before = len(gateway.audit_lines())
+    before = gateway.mark()
     assert _call(gateway, "/v1/models", key=gateway.keys["erin"])[0] == 200
     clients = [dict(c, revoked=True) if c["name"] == "erin" else c for c in gateway.clients]
     registry = gateway_clients.registry(clients)
@@ -247,7 +259,7 @@ def test_revoking_one_client_takes_effect_at_once_and_leaves_the_others(gateway)
 
 
 def test_a_client_over_its_rate_limit_gets_429(gateway):
-    lines_before = len(gateway.audit_lines())
+    lines_before = gateway.mark()
     first = _call(gateway, "/v1/chat/completions", _ask(2), key=gateway.keys["bob"])
     before = _counters(gateway.upstream)
     second = _call(gateway, "/v1/chat/completions", _ask(2), key=gateway.keys["bob"])
@@ -260,7 +272,7 @@ def test_a_client_over_its_rate_limit_gets_429(gateway):
 
 
 def test_model_lists_are_enforced_from_the_request_body(gateway):
-    before = len(gateway.audit_lines())
+    before = gateway.mark()
     status, _, body = _call(gateway, "/v1/chat/completions", _ask(), key=gateway.keys["dave"])
     assert status == 403 and json.loads(body)["error"]["code"] == "model_not_allowed"
     assert gateway.new_lines(before, 1)[0]["model"] == ALIAS
@@ -292,7 +304,7 @@ def test_audit_log_and_error_log_hold_no_key_material(gateway):
 
 
 def test_load_200_requests_from_16_clients_none_lost_one_audit_line_each(gateway):
-    before = len(gateway.audit_lines())
+    before = gateway.mark()
 
     def one(i: int) -> int:
         body = {"model": ALIAS, "max_tokens": 2, "temperature": 0, "prompt": f"Client {i}: hello"}
