@@ -261,7 +261,27 @@ def test_deepseek_v3_on_one_24gb_gpu_keeps_attention_there_and_the_experts_in_ra
     speed = data["speed"]
     assert speed["cpu_bytes_per_token"] + speed["gpu_bytes_per_token"] < 0.1 * data["bytes"]["weights"]
     assert speed["decode_tokens_per_s"] > 1 and "8 of 256 experts" in speed["basis"]
-    assert "vllm" not in data["runtime"]  # vLLM keeps every weight in VRAM
+    # vLLM's way is --cpu-offload-gb: every forward pass copies the offloaded weights over PCIe, all
+    # experts and not only the 8 a token uses, so llama.cpp stays the recommendation.
+    vllm = data["runtime"]["vllm"]
+    offload = int(vllm["flags"][vllm["flags"].index("--cpu-offload-gb") + 1])
+    assert (data["bytes"]["weights"] - 24 * 2**30) / 2**30 < offload < data["bytes"]["weights"] / 2**30
+    assert vllm["decode_tokens_per_s_ceiling"] < 0.1 * speed["decode_tokens_per_s"]
+    assert data["runtime"]["recommended"] == "llama.cpp"
+
+
+def test_vllm_offload_is_split_over_the_gpus_and_refused_when_ram_cannot_hold_it(tmp_path):
+    model = _deepseek_v3(tmp_path)
+
+    def vllm(gpus: str, ram: str) -> list[str] | None:
+        result = CliRunner().invoke(cli, ["plan", str(model), "--gpu-mem", gpus, "--ram", ram, "--json"])
+        return json.loads(result.output)["runtime"].get("vllm", {}).get("flags")
+
+    one, eight = vllm("24GiB", "512GiB"), vllm(",".join(["24GiB"] * 8), "512GiB")
+    assert eight[eight.index("--tensor-parallel-size") + 1] == "8"
+    per_gpu = int(eight[eight.index("--cpu-offload-gb") + 1])
+    assert per_gpu * 8 < int(one[one.index("--cpu-offload-gb") + 1])  # 7 more GPUs hold 7 x ~21 GiB of it
+    assert vllm("24GiB", "256GiB") is None  # 358 GiB to offload, 256 GiB of RAM
 
 
 def test_a_context_beyond_the_trained_one_is_warned(gemma):

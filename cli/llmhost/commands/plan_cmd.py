@@ -219,6 +219,8 @@ def _text(r: dict) -> str:
     ]
     if "vllm" in r["runtime"]:
         lines.append(f"vLLM       vllm serve {' '.join(r['runtime']['vllm']['flags'])}")
+        if r["runtime"]["vllm"].get("note"):
+            lines.append(f"           {r['runtime']['vllm']['note']}")
     lines.append(f"recommended runtime: {r['runtime']['recommended']}")
     speed = r["speed"]
     lines.append(f"decode     {speed['decode_tokens_per_s']} tok/s predicted for one request ({speed['basis']})"

@@ -293,6 +293,10 @@ def plan(model: dict[str, Any], hw: Hardware, context: int, parallel: int, kv_ty
                 ngl = max(0, min(layers, room // per_layer)) if per_layer else 0
                 fit = {"verdict": "partial-offload" if ngl else "does-not-fit-vram", "gpus_needed": len(usable),
                        "gpu_layers": int(ngl)}
+    if fit["verdict"] in ("fits-experts-on-cpu", "partial-offload", "does-not-fit-vram"):
+        offload = _vllm_cpu_offload(model.get("heads"), weights["total"] + kv_total + compute, usable, hw.ram)
+        if offload:
+            fit["vllm_tensor_parallel"], fit["vllm_cpu_offload_gib"] = offload
     cpu_layers = layers - fit["gpu_layers"]
     cpu_moe = fit.get("cpu_moe_layers", 0)
     cpu_bytes = weights["token_embd"] + cpu_layers * per_layer + (0 if fit["gpu_layers"] == layers else weights["output"]) \
@@ -340,6 +344,25 @@ def _experts_on_cpu(weights: dict[str, int], layers: int, kv_total: int, gpu_fix
             return {"verdict": "fits-experts-on-cpu", "gpus_needed": k, "gpu_layers": layers,
                     "cpu_moe_layers": moe_layers - on_gpu}
     return None
+
+
+def _vllm_cpu_offload(heads: int | None, need: int, usable: list[int], ram: int | None) -> tuple[int, int] | None:
+    """vLLM's answer to a model larger than VRAM: --cpu-offload-gb, GiB of weights per GPU kept in pinned
+    host memory and copied to the GPU in every forward pass (whole layers, not only the experts a token
+    uses). Returns (tensor parallel size over as many GPUs as the heads allow, GiB per GPU), or None
+    when the host's RAM cannot hold the offloaded part."""
+    if not usable:
+        return None
+    tp = 1
+    while tp * 2 <= len(usable) and (not heads or heads % (tp * 2) == 0):
+        tp *= 2
+    utilization = knowledge.load("sizing")["overhead"]["vllm_gpu_memory_utilization"]
+    overhead = knowledge.load("sizing")["overhead"]["per_gpu_mib"] * MIB
+    per_gpu = need / tp + overhead - min(usable[:tp]) / knowledge.load("sizing")["overhead"]["vram_usable_ratio"] * utilization
+    gib = max(1, math.ceil(per_gpu / GIB))
+    if ram is not None and gib * GIB * tp > ram:
+        return None
+    return tp, gib
 
 
 def predict_speed(model: dict[str, Any], hw: Hardware, fit: dict[str, Any], kv_per_token: int) -> dict[str, Any]:
@@ -408,6 +431,7 @@ def runtimes(model: dict[str, Any], hw: Hardware, fit: dict[str, Any], context: 
     server = knowledge.load("runtimes")["llama_server"]
     full = fit["gpu_layers"] == model["layers"]
     tp = _tensor_parallel(model.get("heads"), max(1, fit["gpus_needed"]), len(hw.gpus)) if hw.gpus else None
+    offload = fit.get("vllm_cpu_offload_gib")
     settings = {
         # No GPU: no -ngl at all (a CPU build warns about it); all layers: 'all' (the output layer too).
         "gpu_layers": None if not hw.gpus else ("all" if full else fit["gpu_layers"]),
@@ -418,7 +442,8 @@ def runtimes(model: dict[str, Any], hw: Hardware, fit: dict[str, Any], context: 
         "batch": server["batch"], "ubatch": server["ubatch"],
         "split_mode": "layer" if fit["gpus_needed"] > 1 else None, "numa_nodes": hw.numa_nodes,
         "cpu_moe_layers": fit.get("cpu_moe_layers") or None,
-        "tensor_parallel": tp,
+        "tensor_parallel": fit["vllm_tensor_parallel"] if offload else tp,
+        "cpu_offload_gib": offload,
         "gpu_memory_utilization": knowledge.load("sizing")["overhead"]["vllm_gpu_memory_utilization"],
     }
     template = flags.chat_template_for(model.get("arch"), model.get("chat_template", True))
@@ -427,6 +452,14 @@ def runtimes(model: dict[str, Any], hw: Hardware, fit: dict[str, Any], context: 
     recommended = "llama.cpp"
     if tp and fit["verdict"] in ("fits", "fits-multi-gpu"):  # vLLM keeps every weight in VRAM
         result["vllm"] = {"flags": flags.as_argv(flags.vllm(settings))}
+    elif offload:
+        speed = knowledge.load("sizing")["speed"]
+        per_token = offload * GIB / (speed["pcie_host_to_gpu_gb_s"] * 1e9)  # the GPUs copy their parts at once
+        result["vllm"] = {"flags": flags.as_argv(flags.vllm(settings)),
+                          "decode_tokens_per_s_ceiling": round(1 / per_token, 2),
+                          "note": f"--cpu-offload-gb copies {offload} GiB per GPU over PCIe in every forward pass "
+                                  f"(at most {1 / per_token:.2f} tok/s at {speed['pcie_host_to_gpu_gb_s']} GB/s, "
+                                  f"{speed['pcie_source']}); llama.cpp reads only the experts a token uses from RAM"}
         if fit["gpus_needed"] > 1 and model["source"] != "gguf":
             recommended = "vllm"
     result["recommended"] = recommended

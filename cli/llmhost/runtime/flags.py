@@ -146,6 +146,8 @@ def vllm(settings: dict[str, Any], *, alias: str | None = None, host: str | None
              ["--gpu-memory-utilization", str(settings["gpu_memory_utilization"])],
              ["--kv-cache-dtype", "auto" if settings["kv_type"] in ("f16", "bf16") else "fp8"],
              ["--max-num-seqs", str(settings["slots"])]]
+    if settings.get("cpu_offload_gib"):
+        args.append(["--cpu-offload-gb", str(settings["cpu_offload_gib"])])
     if tokenizer:
         args.append(["--tokenizer", tokenizer])
     known = None
