@@ -28,6 +28,11 @@ _Linear = strategy_loader.get("linear", class_only=True)
 
 if ansible_mitogen is not None:
     class StrategyModule(ansible_mitogen.strategy.StrategyMixin, _Linear):
-        pass
+        def run(self, iterator, play_context, result=0):
+            # A play on the controller itself (connection: local) gains nothing from Mitogen, and Molecule's
+            # podman create and destroy plays, which are such plays with async tasks, hang under it.
+            if iterator._play.connection == "local":
+                return _Linear.run(self, iterator, play_context)
+            return super().run(iterator, play_context)
 else:
     StrategyModule = _Linear
