@@ -11,6 +11,7 @@ case "$action" in
     bash scripts/build-images.sh bookworm trixie
     bash scripts/llama-server.sh >/dev/null
     export PATH="$PWD/.venv/bin:$PATH"
+    bash scripts/lab-key.sh >/dev/null
     ansible-playbook playbooks/lab.yml -i inventory/lab
     ansible-playbook site.yml -i inventory/lab "${@:2}"
     echo

@@ -519,3 +519,16 @@ def test_gateway_checks_skip_hosts_without_a_gateway(snap):
 
     report = replay(snap())
     assert status(report, "gateway.certificate") == "skip" and status(report, "gateway.model_server_exposed") == "skip"
+
+
+def test_the_lab_key_is_made_once_when_both_lab_hosts_ask_at_the_same_time(tmp_path):
+    # Ansible evaluates the lab inventory's key_sha256 for both hosts at once on a fresh machine.
+    env = {**os.environ, "LLMHOST_CACHE": str(tmp_path)}
+    runs = [subprocess.Popen(["bash", str(ROOT / "scripts" / "lab-key.sh")], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0] * 4, outputs
+    key = (tmp_path / "lab" / "lab-team.key").read_text().strip()
+    assert {out.strip() for out, _ in outputs} == {hashlib.sha256(key.encode()).hexdigest()}
+    assert (tmp_path / "lab" / "lab-team.key").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in (tmp_path / "lab").iterdir() if p.name.startswith("lab-team.key")] == ["lab-team.key"]
