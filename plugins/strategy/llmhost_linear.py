@@ -5,6 +5,7 @@ copying and starting each module on its own: the lab's second site.yml run (abou
 over podman) went from 4 min 56 s to 1 min 42 s. Without Mitogen this is Ansible's own linear strategy,
 so a controller without it behaves as before; ANSIBLE_STRATEGY=linear turns Mitogen off for one run.
 Mitogen accelerates the connections it knows by their short names (ssh, local, podman, docker ...).
+Molecule uses it too (.config/molecule/config.yml): its inference scenario went from 486 s to 255 s.
 """
 
 from __future__ import annotations
