@@ -281,7 +281,7 @@ def test_vllm_offload_is_split_over_the_gpus_and_refused_when_ram_cannot_hold_it
     assert eight[eight.index("--tensor-parallel-size") + 1] == "8"
     per_gpu = int(eight[eight.index("--cpu-offload-gb") + 1])
     assert per_gpu * 8 < int(one[one.index("--cpu-offload-gb") + 1])  # 7 more GPUs hold 7 x ~21 GiB of it
-    assert vllm("24GiB", "256GiB") is None  # 358 GiB to offload, 256 GiB of RAM
+    assert vllm("24GiB", "256GiB") is None  # 334 GiB to offload, 256 GiB of RAM
 
 
 def test_a_context_beyond_the_trained_one_is_warned(gemma):

@@ -294,7 +294,8 @@ def plan(model: dict[str, Any], hw: Hardware, context: int, parallel: int, kv_ty
                 fit = {"verdict": "partial-offload" if ngl else "does-not-fit-vram", "gpus_needed": len(usable),
                        "gpu_layers": int(ngl)}
     if fit["verdict"] in ("fits-experts-on-cpu", "partial-offload", "does-not-fit-vram"):
-        offload = _vllm_cpu_offload(model.get("heads"), weights["total"] + kv_total + compute, usable, hw.ram)
+        offload = _vllm_cpu_offload(model.get("heads"), weights["total"] + kv_total + compute,
+                                    sorted(hw.gpus, reverse=True), hw.ram, sizing)
         if offload:
             fit["vllm_tensor_parallel"], fit["vllm_cpu_offload_gib"] = offload
     cpu_layers = layers - fit["gpu_layers"]
@@ -346,19 +347,18 @@ def _experts_on_cpu(weights: dict[str, int], layers: int, kv_total: int, gpu_fix
     return None
 
 
-def _vllm_cpu_offload(heads: int | None, need: int, usable: list[int], ram: int | None) -> tuple[int, int] | None:
+def _vllm_cpu_offload(heads: int | None, need: int, gpus: list[int], ram: int | None,
+                      sizing: dict[str, Any]) -> tuple[int, int] | None:
     """vLLM's answer to a model larger than VRAM: --cpu-offload-gb, GiB of weights per GPU kept in pinned
     host memory and copied to the GPU in every forward pass (whole layers, not only the experts a token
     uses). Returns (tensor parallel size over as many GPUs as the heads allow, GiB per GPU), or None
-    when the host's RAM cannot hold the offloaded part."""
-    if not usable:
+    when the host's RAM cannot hold the offloaded part. sizing: data/sizing.yml's overhead."""
+    if not gpus:
         return None
     tp = 1
-    while tp * 2 <= len(usable) and (not heads or heads % (tp * 2) == 0):
+    while tp * 2 <= len(gpus) and (not heads or heads % (tp * 2) == 0):
         tp *= 2
-    utilization = knowledge.load("sizing")["overhead"]["vllm_gpu_memory_utilization"]
-    overhead = knowledge.load("sizing")["overhead"]["per_gpu_mib"] * MIB
-    per_gpu = need / tp + overhead - min(usable[:tp]) / knowledge.load("sizing")["overhead"]["vram_usable_ratio"] * utilization
+    per_gpu = need / tp + sizing["per_gpu_mib"] * MIB - min(gpus[:tp]) * sizing["vllm_gpu_memory_utilization"]
     gib = max(1, math.ceil(per_gpu / GIB))
     if ram is not None and gib * GIB * tp > ram:
         return None
