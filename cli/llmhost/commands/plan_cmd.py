@@ -131,14 +131,17 @@ def _model(gguf_path, model_name, params, quant, arch_numbers) -> dict:
 @click.option("--mem-bw", metavar="GB/S", type=click.FloatRange(min=0, min_open=True),
               help="Host memory read bandwidth on every core (see llmhost bench --roofline).")
 @click.option("--measure-bw", is_flag=True, help="Measure this host's memory bandwidth (a few seconds).")
+@click.option("--measure-engine", is_flag=True,
+              help="Measure llama.cpp's own decode rate for each weight type of the model on this host with "
+                   "llama-bench (a synthetic model per type, tens of seconds); the CPU prediction uses it.")
 @click.option("--verify", is_flag=True, help="Run the plan with llama-server on this host: its allocations and "
               "decode speed beside the prediction.")
 @click.option("--server", "server_path", metavar="PATH",
-              help="With --verify: the llama-server binary (default: llama-server on PATH, else the newest the "
+              help="With --verify or --measure-engine: the llama-server binary, llama-bench beside it (default: llama-server on PATH, else the newest the "
                    "inference role installed under /opt/llmhost/llama.cpp).")
 @click.option("--json", "as_json", is_flag=True)
 def plan(gguf_path, model_name, params, quant, layers, kv_heads, head_dim, heads, ctx, parallel, kv_type,
-         gpu_mem, ram, snapshot_path, gpu_bw, mem_bw, measure_bw, verify, server_path, as_json):
+         gpu_mem, ram, snapshot_path, gpu_bw, mem_bw, measure_bw, measure_engine, verify, server_path, as_json):
     """Size a model (a GGUF file, --model NAME or --params COUNT) for this host and print runtime flags.
 
     Exit 0 when it can run (in VRAM, across GPUs, or partly or wholly on the CPU within the RAM),
@@ -149,7 +152,8 @@ def plan(gguf_path, model_name, params, quant, layers, kv_heads, head_dim, heads
     if verify and (not gguf_path or "://" in gguf_path or snapshot_path):
         raise LlmhostError("--verify runs a local MODEL.gguf on this host: give its path (not a URL, --model, "
                            "--params or --snapshot)")
-    measure_bw = measure_bw or (verify and not mem_bw)
+    measure_engine = measure_engine or verify
+    measure_bw = measure_bw or (measure_engine and not mem_bw)
     model = _model(gguf_path, model_name, params, quant, (layers, kv_heads, head_dim, heads))
     if gpu_mem is not None or ram is not None:
         gpus = [parse_size(s, "--gpu-mem") for s in gpu_mem.split(",") if s.strip()] if gpu_mem else []
@@ -172,6 +176,8 @@ def plan(gguf_path, model_name, params, quant, layers, kv_heads, head_dim, heads
         hw.cpu_bandwidth = measured["bytes_per_s"]
         hw.cpu_bandwidth_source = f"measured on {measured['workers']} CPUs"
     result = engine.plan(model, hw, ctx, parallel, kv_type)
+    if measure_engine and result["speed"].get("cpu_bytes_per_token"):
+        result = _with_engine_rates(model, hw, result, server_path, (ctx, parallel, kv_type))
     if verify:
         from llmhost.runtime import verify as check
 
@@ -183,6 +189,22 @@ def plan(gguf_path, model_name, params, quant, layers, kv_heads, head_dim, heads
     else:
         click.echo(_text(result))
     sys.exit(0 if fits else 1)
+
+
+def _with_engine_rates(model: dict, hw, result: dict, server_path: str | None, sizing: tuple) -> dict:
+    """The plan again, its CPU part predicted from llama.cpp's measured rate for each weight type."""
+    from llmhost.runtime import engine_rates, verify as check
+
+    threads = result["runtime"]["settings"]["threads"]
+    types = list((model["weights"].get("types") or {}))
+    if not types:
+        raise LlmhostError("--measure-engine needs the model's weight types: give a GGUF, a config.json or --model")
+    found = engine_rates.rates(check.find_server(server_path), types, threads)
+    hw.cpu_rates = {t: r["bytes_per_s"] for t, r in found.items() if "bytes_per_s" in r}
+    hw.cpu_rates_source = f"measured by llama-bench on {threads} threads"
+    again = engine.plan(model, hw, *sizing)
+    again["engine_rates"] = found
+    return again
 
 
 def _gib(value) -> str:
@@ -223,8 +245,12 @@ def _text(r: dict) -> str:
             lines.append(f"           {r['runtime']['vllm']['note']}")
     lines.append(f"recommended runtime: {r['runtime']['recommended']}")
     speed = r["speed"]
-    lines.append(f"decode     {speed['decode_tokens_per_s']} tok/s predicted for one request ({speed['basis']})"
+    lines.append(f"decode     {speed['decode_tokens_per_s']} tok/s predicted for one request, "
+                 f"{speed['decode_ceiling_tokens_per_s']} the memory's ceiling ({speed['basis']})"
                  if speed["decode_tokens_per_s"] else f"decode     not predicted: {speed['basis']}")
+    failed = {t: row["error"] for t, row in r.get("engine_rates", {}).items() if "error" in row}
+    lines += [f"warning    llama-bench could not measure {t} ({e}): it is predicted from the bandwidth"
+              for t, e in failed.items()]
     lines += [f"warning    {w}" for w in r["warnings"]]
     if "verify" in r:
         v = r["verify"]

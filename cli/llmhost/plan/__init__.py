@@ -155,8 +155,10 @@ def weights_by_shape(shape: Shape, quant: str) -> dict[str, int]:
     per_layer = [0] * shape.layers
     experts = [0] * shape.layers
     embd = output = 0
+    types: dict[str, list[int]] = {}
     for kind, layer, ne0, n in tensors(shape):
-        size = type_bytes(tensor_type(kind, layer, ne0, shape, quant), n)
+        type_name = tensor_type(kind, layer, ne0, shape, quant)
+        size = type_bytes(type_name, n)
         if layer is not None:
             per_layer[layer] += size
             if kind.endswith("_exps"):
@@ -165,11 +167,19 @@ def weights_by_shape(shape: Shape, quant: str) -> dict[str, int]:
             embd += size
         else:
             output += size
+        if kind != "token_embd" or shape.tied:
+            _count_type(types, type_name, size, kind.endswith("_exps"))
     if shape.tied:
         output += embd  # llama.cpp duplicates a tied embedding as the output layer
     return {"total": sum(per_layer) + embd + output - (embd if shape.tied else 0), "layers_total": sum(per_layer),
             "per_layer": max(per_layer), "token_embd": embd, "output": output, "tied": shape.tied,
-            "experts": sum(experts), "moe_layers": sum(1 for e in experts if e)}
+            "experts": sum(experts), "moe_layers": sum(1 for e in experts if e), "types": types}
+
+
+def _count_type(types: dict[str, list[int]], type_name: str, size: int, expert: bool) -> None:
+    """types[type] = [bytes of dense tensors a token reads, bytes of routed-expert tensors]."""
+    row = types.setdefault(type_name, [0, 0])
+    row[1 if expert else 0] += size
 
 
 def weights_by_gguf(header: dict[str, Any]) -> dict[str, int]:
@@ -179,24 +189,29 @@ def weights_by_gguf(header: dict[str, Any]) -> dict[str, int]:
     per_layer: dict[int, int] = {}
     experts: dict[int, int] = {}
     embd = output = 0
-    for name, _, size, _ in header["tensors"]:
+    types: dict[str, list[int]] = {}
+    tied = not any(t[0] == "output.weight" for t in header["tensors"])
+    for name, type_name, size, _ in header["tensors"]:
         parts = name.split(".")
+        expert = False
         if parts[0] == "blk" and len(parts) > 1 and is_number(parts[1]):
             layer = int(parts[1])
             per_layer[layer] = per_layer.get(layer, 0) + size
             if len(parts) > 2 and parts[2].endswith("_exps"):
                 experts[layer] = experts.get(layer, 0) + size
+                expert = True
         elif parts[0] == "token_embd":
             embd += size
         else:
             output += size
-    tied = not any(t[0] == "output.weight" for t in header["tensors"])
+        if parts[0] != "token_embd" or tied:
+            _count_type(types, str(type_name), size, expert)
     if tied:
         # Tied embeddings: llama.cpp duplicates token_embd as the output layer, which every token reads whole.
         output += embd
     return {"tied": tied, "total": header["weight_bytes"], "layers_total": sum(per_layer.values()), "per_layer": max(per_layer.values(), default=0), "token_embd": embd,
             "output": output, "experts": sum(experts.values()),
-            "moe_layers": len(experts)}
+            "moe_layers": len(experts), "types": types}
 
 
 def kv_bytes(layers: int, kv_heads: float, head_dim_k: int, head_dim_v: int, context: int, parallel: int,
@@ -258,6 +273,8 @@ class Hardware:
     gpu_bandwidth_source: str = ""
     cpu_bandwidth: float | None = None   # bytes/s of host memory read on every core
     cpu_bandwidth_source: str = ""
+    cpu_rates: dict[str, float] | None = None   # bytes/s llama.cpp decodes per weight type (engine_rates)
+    cpu_rates_source: str = ""
 
 
 def plan(model: dict[str, Any], hw: Hardware, context: int, parallel: int, kv_type: str) -> dict[str, Any]:
@@ -366,11 +383,17 @@ def _vllm_cpu_offload(heads: int | None, need: int, gpus: list[int], ram: int | 
 
 
 def predict_speed(model: dict[str, Any], hw: Hardware, fit: dict[str, Any], kv_per_token: int) -> dict[str, Any]:
-    """Decode tokens/s of one request from the bytes each token reads (the weights it uses, once, plus
-    the KV cache so far) over the memory bandwidth of where they sit; the GPU and CPU parts of a split
-    add up. A ceiling, like a roofline: engines reach a share of it."""
+    """Decode tokens/s of one request, as a ceiling and as a prediction.
+
+    The ceiling: the bytes each token reads (the weights it uses, once, plus the KV cache so far) over
+    the memory bandwidth where they sit; the GPU and CPU parts of a split add up. The prediction: what
+    llama.cpp reaches of it. On a GPU, the published share of the data sheet's bandwidth plus a cost per
+    layer (sizing.yml speed). On a CPU, llama.cpp's own rate for each weight type where it was measured
+    on the host (plan --measure-engine: with few cores the kernels, not the memory, set the pace), else
+    the published share of the bandwidth."""
     weights = model["weights"]
     layers = model["layers"]
+    speed = knowledge.load("sizing")["speed"]
     used = model.get("experts_used") or 0
     total_experts = model.get("experts") or 0
     active_share = used / total_experts if used and total_experts else 1.0
@@ -379,7 +402,7 @@ def predict_speed(model: dict[str, Any], hw: Hardware, fit: dict[str, Any], kv_p
     expert_bytes = weights.get("experts", 0)
     dense_bytes = layer_bytes - expert_bytes
     moe_layers = weights.get("moe_layers", 0) or 1
-    fill = knowledge.load("sizing")["speed"]["context_fill"]
+    fill = speed["context_fill"]
     kv_read = kv_per_token * fill
     gpu_layers = fit["gpu_layers"] if hw.gpus else 0
     cpu_moe = fit.get("cpu_moe_layers", 0)
@@ -387,31 +410,56 @@ def predict_speed(model: dict[str, Any], hw: Hardware, fit: dict[str, Any], kv_p
     experts_on_gpu = max(0.0, gpu_share - cpu_moe / moe_layers) if expert_bytes else 0.0
     gpu_bytes = dense_bytes * gpu_share + expert_bytes * active_share * experts_on_gpu
     cpu_bytes = dense_bytes * (1 - gpu_share) + expert_bytes * active_share * (1 - experts_on_gpu)
-    out_bytes = weights["output"]
     if gpu_layers == layers:
-        gpu_bytes += out_bytes + kv_read
+        gpu_bytes += weights["output"]
+        gpu_kv, cpu_kv = kv_read, 0
     else:
-        cpu_bytes += out_bytes + kv_read
-    basis = []
-    seconds = 0.0
+        cpu_bytes += weights["output"]
+        gpu_kv, cpu_kv = 0, kv_read
+    basis: list[str] = []
+    ceiling = predicted = 0.0   # seconds per token
     if gpu_bytes > 0:
         if not hw.gpu_bandwidth:
             return {"decode_tokens_per_s": None, "basis": "the GPUs' memory bandwidth is unknown: give --gpu-bw"}
-        seconds += gpu_bytes / hw.gpu_bandwidth
-        basis.append(f"{gpu_bytes / 1e9:.2f} GB per token from VRAM at {hw.gpu_bandwidth / 1e9:.0f} GB/s "
-                     f"({hw.gpu_bandwidth_source})")
+        ceiling += (gpu_bytes + gpu_kv) / hw.gpu_bandwidth
+        predicted += ((gpu_bytes + gpu_kv) / (hw.gpu_bandwidth * speed["gpu_efficiency"])
+                      + gpu_layers * speed["gpu_layer_overhead_us"] * 1e-6)
+        basis.append(f"{(gpu_bytes + gpu_kv) / 1e9:.2f} GB per token from VRAM at {hw.gpu_bandwidth / 1e9:.0f} GB/s "
+                     f"({hw.gpu_bandwidth_source}), of which llama.cpp reaches {speed['gpu_efficiency']:.0%} plus "
+                     f"{speed['gpu_layer_overhead_us']} us per layer (published runs)")
     if cpu_bytes > 0:
         if not hw.cpu_bandwidth:
             return {"decode_tokens_per_s": None, "basis": "host memory bandwidth is unknown: give --mem-bw or "
                                                           "--measure-bw"}
-        seconds += cpu_bytes / hw.cpu_bandwidth
-        basis.append(f"{cpu_bytes / 1e9:.3f} GB per token from RAM at {hw.cpu_bandwidth / 1e9:.1f} GB/s "
-                     f"({hw.cpu_bandwidth_source})")
+        ceiling += (cpu_bytes + cpu_kv) / hw.cpu_bandwidth
+        published = hw.cpu_bandwidth * speed["cpu_efficiency"]
+        shares = _type_shares(weights.get("types") or {}, active_share)
+        if hw.cpu_rates and shares:
+            predicted += sum(cpu_bytes * share / hw.cpu_rates.get(t, published) for t, share in shares.items())
+            rated = ", ".join(f"{t} {hw.cpu_rates[t] / 1e9:.1f}" for t in shares if t in hw.cpu_rates)
+            unrated = [t for t, share in shares.items() if t not in hw.cpu_rates and share >= 0.01]
+            how = (f"llama.cpp's own rate per weight type, {hw.cpu_rates_source}: {rated} GB/s"
+                   + (f"; {', '.join(unrated)} at {speed['cpu_efficiency']:.0%} of the bandwidth" if unrated else ""))
+        else:
+            predicted += cpu_bytes / published
+            how = f"of which llama.cpp reaches {speed['cpu_efficiency']:.0%} (published runs)"
+        predicted += cpu_kv / hw.cpu_bandwidth
+        basis.append(f"{(cpu_bytes + cpu_kv) / 1e9:.3f} GB per token from RAM at {hw.cpu_bandwidth / 1e9:.1f} GB/s "
+                     f"({hw.cpu_bandwidth_source}), {how}")
     note = f"; weights read once per token, KV at {fill} tokens of context"
     if active_share < 1:
         note += f"; {used} of {total_experts} experts per token"
-    return {"decode_tokens_per_s": round(1 / seconds, 1) if seconds else None, "gpu_bytes_per_token": int(gpu_bytes),
-            "cpu_bytes_per_token": int(cpu_bytes), "basis": "; ".join(basis) + note}
+    return {"decode_tokens_per_s": round(1 / predicted, 1) if predicted else None,
+            "decode_ceiling_tokens_per_s": round(1 / ceiling, 1) if ceiling else None,
+            "gpu_bytes_per_token": int(gpu_bytes + gpu_kv), "cpu_bytes_per_token": int(cpu_bytes + cpu_kv),
+            "basis": "; ".join(basis) + note}
+
+
+def _type_shares(types: dict[str, list[int]], active_share: float) -> dict[str, float]:
+    """Share of each weight type in the bytes a token reads (routed experts at the share a token uses)."""
+    read = {t: dense + experts * active_share for t, (dense, experts) in types.items()}
+    total = sum(read.values())
+    return {t: b / total for t, b in sorted(read.items(), key=lambda kv: -kv[1]) if b} if total else {}
 
 
 def _tensor_parallel(heads: int | None, needed: int, available: int) -> int | None:
