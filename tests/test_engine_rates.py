@@ -8,17 +8,18 @@ from llmhost.runtime import engine_rates
 
 def test_the_synthetic_model_holds_only_matrices_of_the_asked_type(tmp_path):
     path = tmp_path / "q4_k.gguf"
-    matrix_bytes = engine_rates.synthetic_model(path, "Q4_K", target_bytes=20_000_000)
+    matrix_bytes, weights = engine_rates.synthetic_model(path, "Q4_K", target_bytes=20_000_000)
     header = gguf_header.read(str(path))
     matrices = [t for t in header["tensors"] if t[0].startswith("blk.") and len(t[3]) == 2]
     assert matrices and {t[1] for t in matrices} == {"Q4_K"}
     assert sum(t[2] for t in matrices) == matrix_bytes
+    assert sum(t[3][0] * t[3][1] for t in matrices) == weights == matrix_bytes // 144 * 256  # Q4_K: 144 B per 256
     assert header["arch"] == "llama" and header["layers"] * 7 == len(matrices)
 
 
 def test_llama_bench_decodes_it_and_gives_a_rate_and_a_bad_type_is_named(llama_install):
     found = engine_rates.rates(str(llama_install / "bin" / "llama-server"), ["Q8_0", "Q9_X", "F32"], threads=2)
-    assert found["Q8_0"]["tokens_per_s"] > 0
+    assert found["Q8_0"]["tokens_per_s"] > 0 and found["Q8_0"]["prompt_tokens_per_s"] > found["Q8_0"]["tokens_per_s"]
     # bytes/s = matrix bytes x tokens/s: a rate of this machine's order (0.1 to 1000 GB/s), not a count
     assert 1e8 < found["Q8_0"]["bytes_per_s"] < 1e12
     assert "Q9_X" in found["Q9_X"]["error"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,27 @@ def test_llama_cpp_quant_rules_reproduce_the_real_file_tensor_for_tensor(gemma_h
     by_shape = plan.weights_by_shape(shape, "Q4_K_M")["total"]
     # Gemma 3 adds four small norms per layer that the generic shape leaves out.
     assert abs(by_shape - gemma_header["weight_bytes"]) / gemma_header["weight_bytes"] < 0.005
+
+
+def test_cpu_speed_comes_from_llamas_rates_per_type_and_a_prompt_skips_the_output_layer(gemma_header):
+    model = {**gemma_header, "weights": plan.weights_by_gguf(gemma_header)}
+    types = {t for _, t, _, _ in gemma_header["tensors"]} - {"F32"}
+    hw = plan.Hardware(ram=16 * GB, cpus=2, cores=2, cpu_bandwidth=20e9, cpu_bandwidth_source="given",
+                       cpu_rates={t: 10e9 for t in types}, cpu_prompt_flops={t: 100e9 for t in types})
+    speed = plan.plan(model, hw, 1024, 1, "f16")["speed"]
+    # Every weight a token reads (the tied Q8_0 embedding is the output layer) at 10 GB/s; the KV (a few
+    # per cent of it) at the memory's 20 GB/s.
+    read = speed["cpu_bytes_per_token"]
+    assert 1.0 < speed["decode_tokens_per_s"] * read / 10e9 < 1.05
+    assert speed["decode_ceiling_tokens_per_s"] == round(20e9 / read, 1)
+    # A prompt token multiplies the layers' weights only: the 262,144 x 640 output runs for the last token.
+    layer_weights = sum(math.prod(shape) for name, t, _, shape in gemma_header["tensors"]
+                        if name.startswith("blk.") and t != "F32")
+    assert speed["prompt_tokens_per_s"] == pytest.approx(100e9 / (2 * layer_weights), rel=0.01)
+    hw.cpu_rates = hw.cpu_prompt_flops = None
+    unmeasured = plan.plan(model, hw, 1024, 1, "f16")["speed"]
+    assert unmeasured["prompt_tokens_per_s"] is None and "--measure-engine" in unmeasured["prompt_basis"]
+    assert unmeasured["decode_tokens_per_s"] < unmeasured["decode_ceiling_tokens_per_s"]  # the published share
 
 
 def test_plan_gemma_from_its_header(gemma):
@@ -307,6 +329,7 @@ def test_verify_puts_llama_cpps_allocations_beside_the_plan(gemma, llama_install
     assert {"Q8_0", "Q5_0", "Q4_K", "Q6_K"} <= {t for t, r in data["engine_rates"].items() if "bytes_per_s" in r}
     assert data["speed"]["decode_tokens_per_s"] < data["speed"]["decode_ceiling_tokens_per_s"]
     assert 0.6 <= verify["ratio"]["decode_tokens_per_s"] <= 1.6, verify
+    assert verify["measured"]["prompt_tokens_per_s"] > 0 and verify["predicted"]["prompt_tokens_per_s"] > 0
 
 
 # llama.cpp's CUDA scoreboard (https://github.com/ggml-org/llama.cpp/discussions/15013): llama-bench tg128 of

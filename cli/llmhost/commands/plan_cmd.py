@@ -201,6 +201,7 @@ def _with_engine_rates(model: dict, hw, result: dict, server_path: str | None, s
         raise LlmhostError("--measure-engine needs the model's weight types: give a GGUF, a config.json or --model")
     found = engine_rates.rates(check.find_server(server_path), types, threads)
     hw.cpu_rates = {t: r["bytes_per_s"] for t, r in found.items() if "bytes_per_s" in r}
+    hw.cpu_prompt_flops = {t: r["prompt_flops"] for t, r in found.items() if "prompt_flops" in r}
     hw.cpu_rates_source = f"measured by llama-bench on {threads} threads"
     again = engine.plan(model, hw, *sizing)
     again["engine_rates"] = found
@@ -248,6 +249,8 @@ def _text(r: dict) -> str:
     lines.append(f"decode     {speed['decode_tokens_per_s']} tok/s predicted for one request, "
                  f"{speed['decode_ceiling_tokens_per_s']} the memory's ceiling ({speed['basis']})"
                  if speed["decode_tokens_per_s"] else f"decode     not predicted: {speed['basis']}")
+    lines.append(f"prompt     {speed['prompt_tokens_per_s']} tok/s predicted ({speed['prompt_basis']})"
+                 if speed.get("prompt_tokens_per_s") else f"prompt     {speed.get('prompt_basis', 'not predicted')}")
     failed = {t: row["error"] for t, row in r.get("engine_rates", {}).items() if "error" in row}
     lines += [f"warning    llama-bench could not measure {t} ({e}): it is predicted from the bandwidth"
               for t, e in failed.items()]
@@ -258,7 +261,7 @@ def _text(r: dict) -> str:
         for key, label in (("weights", "weights"), ("kv_cache", "KV cache"), ("compute", "compute")):
             lines.append(f"  {label:9} {_gib(v['measured'][key])} measured, {_gib(v['predicted'][key])} predicted"
                          + (f" ({v['ratio'][key]:.2f}x)" if v["ratio"][key] else ""))
-        lines.append(f"  decode    {v['measured']['decode_tokens_per_s']} tok/s measured, "
-                     f"{v['predicted']['decode_tokens_per_s']} predicted"
-                     + (f" ({v['ratio']['decode_tokens_per_s']:.2f}x)" if v["ratio"]["decode_tokens_per_s"] else ""))
+        for key, label in (("decode_tokens_per_s", "decode"), ("prompt_tokens_per_s", "prompt")):
+            lines.append(f"  {label:9} {v['measured'][key]} tok/s measured, {v['predicted'][key]} predicted"
+                         + (f" ({v['ratio'][key]:.2f}x)" if v["ratio"].get(key) else ""))
     return "\n".join(lines)

@@ -168,7 +168,7 @@ def weights_by_shape(shape: Shape, quant: str) -> dict[str, int]:
         else:
             output += size
         if kind != "token_embd" or shape.tied:
-            _count_type(types, type_name, size, kind.endswith("_exps"))
+            _count_type(types, type_name, size, 1 if kind.endswith("_exps") else 0 if layer is not None else 2)
     if shape.tied:
         output += embd  # llama.cpp duplicates a tied embedding as the output layer
     return {"total": sum(per_layer) + embd + output - (embd if shape.tied else 0), "layers_total": sum(per_layer),
@@ -176,10 +176,11 @@ def weights_by_shape(shape: Shape, quant: str) -> dict[str, int]:
             "experts": sum(experts), "moe_layers": sum(1 for e in experts if e), "types": types}
 
 
-def _count_type(types: dict[str, list[int]], type_name: str, size: int, expert: bool) -> None:
-    """types[type] = [bytes of dense tensors a token reads, bytes of routed-expert tensors]."""
-    row = types.setdefault(type_name, [0, 0])
-    row[1 if expert else 0] += size
+def _count_type(types: dict[str, list[int]], type_name: str, size: int, slot: int) -> None:
+    """types[type] = bytes a token reads of [the layers' dense tensors, routed experts, the output layer
+    and norms outside the layers] (a prompt's tokens skip the output layer: only the last one is sampled)."""
+    row = types.setdefault(type_name, [0, 0, 0])
+    row[slot] += size
 
 
 def weights_by_gguf(header: dict[str, Any]) -> dict[str, int]:
@@ -193,19 +194,20 @@ def weights_by_gguf(header: dict[str, Any]) -> dict[str, int]:
     tied = not any(t[0] == "output.weight" for t in header["tensors"])
     for name, type_name, size, _ in header["tensors"]:
         parts = name.split(".")
-        expert = False
+        slot = 2
         if parts[0] == "blk" and len(parts) > 1 and is_number(parts[1]):
             layer = int(parts[1])
             per_layer[layer] = per_layer.get(layer, 0) + size
+            slot = 0
             if len(parts) > 2 and parts[2].endswith("_exps"):
                 experts[layer] = experts.get(layer, 0) + size
-                expert = True
+                slot = 1
         elif parts[0] == "token_embd":
             embd += size
         else:
             output += size
         if parts[0] != "token_embd" or tied:
-            _count_type(types, str(type_name), size, expert)
+            _count_type(types, str(type_name), size, slot)
     if tied:
         # Tied embeddings: llama.cpp duplicates token_embd as the output layer, which every token reads whole.
         output += embd
@@ -275,6 +277,7 @@ class Hardware:
     cpu_bandwidth_source: str = ""
     cpu_rates: dict[str, float] | None = None   # bytes/s llama.cpp decodes per weight type (engine_rates)
     cpu_rates_source: str = ""
+    cpu_prompt_flops: dict[str, float] | None = None   # operations/s of a prompt batch per weight type
 
 
 def plan(model: dict[str, Any], hw: Hardware, context: int, parallel: int, kv_type: str) -> dict[str, Any]:
@@ -452,12 +455,31 @@ def predict_speed(model: dict[str, Any], hw: Hardware, fit: dict[str, Any], kv_p
     return {"decode_tokens_per_s": round(1 / predicted, 1) if predicted else None,
             "decode_ceiling_tokens_per_s": round(1 / ceiling, 1) if ceiling else None,
             "gpu_bytes_per_token": int(gpu_bytes + gpu_kv), "cpu_bytes_per_token": int(cpu_bytes + cpu_kv),
-            "basis": "; ".join(basis) + note}
+            "basis": "; ".join(basis) + note, **predict_prompt(weights, hw, gpu_layers, active_share)}
+
+
+def predict_prompt(weights: dict[str, Any], hw: Hardware, gpu_layers: int, active_share: float) -> dict[str, Any]:
+    """Prompt tokens/s on the CPU from llama.cpp's measured arithmetic rate for each weight type: a
+    prompt token multiplies (2 operations per weight) every weight of the layers it uses; the output
+    layer runs for the last token only. Not predicted on a GPU: the knowledge base has no GPU FLOPS."""
+    if gpu_layers:
+        return {"prompt_tokens_per_s": None, "prompt_basis": "on a GPU: not predicted (no GPU FLOPS in the data)"}
+    flops = hw.cpu_prompt_flops or {}
+    ops = {t: 2 * (dense + experts * active_share) / type_bytes(t, 1 << 20) * (1 << 20)
+           for t, (dense, experts, _) in (weights.get("types") or {}).items()}
+    ops = {t: n for t, n in ops.items() if n}
+    if not ops or not all(t in flops for t in ops if ops[t] >= 0.01 * sum(ops.values())):
+        return {"prompt_tokens_per_s": None,
+                "prompt_basis": "not predicted: measure llama.cpp's rates on the host (--measure-engine)"}
+    seconds = sum(n / flops[t] for t, n in ops.items() if t in flops)
+    return {"prompt_tokens_per_s": round(1 / seconds, 1),
+            "prompt_basis": f"{sum(ops.values()) / 1e9:.2f} GFLOP per prompt token at llama.cpp's measured rates "
+                            f"({', '.join(f'{t} {flops[t] / 1e9:.0f}' for t in ops if t in flops)} GFLOP/s)"}
 
 
 def _type_shares(types: dict[str, list[int]], active_share: float) -> dict[str, float]:
     """Share of each weight type in the bytes a token reads (routed experts at the share a token uses)."""
-    read = {t: dense + experts * active_share for t, (dense, experts) in types.items()}
+    read = {t: dense + experts * active_share + output for t, (dense, experts, output) in types.items()}
     total = sum(read.values())
     return {t: b / total for t, b in sorted(read.items(), key=lambda kv: -kv[1]) if b} if total else {}
 

@@ -21,13 +21,14 @@ from llmhost.errors import LlmhostError
 HIDDEN, FEED_FORWARD, HEADS = 2048, 5632, 16   # rows divisible by every block size (256)
 TARGET_BYTES = 160_000_000                      # beyond the last-level cache of today's CPUs
 TOKENS = 32
+PROMPT = 128   # one batch: a prompt's rate of arithmetic, not of memory
 # Types llama-bench cannot be asked to decode from a file of zeros; they stay at the memory's rate.
 SKIP = {"F32"}
 
 
-def synthetic_model(path: Path, type_name: str, target_bytes: int = TARGET_BYTES) -> int:
-    """Write a llama-architecture GGUF whose matrices are all type_name; -> bytes its matrices hold
-    (what every token reads)."""
+def synthetic_model(path: Path, type_name: str, target_bytes: int = TARGET_BYTES) -> tuple[int, int]:
+    """Write a llama-architecture GGUF whose matrices are all type_name; -> (bytes, weights) its matrices
+    hold: what every token reads, and multiplies."""
     import gguf
     import numpy as np
 
@@ -78,7 +79,7 @@ def synthetic_model(path: Path, type_name: str, target_bytes: int = TARGET_BYTES
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return layers * per_layer
+    return layers * per_layer, layers * (4 * HIDDEN * HIDDEN + 3 * HIDDEN * FEED_FORWARD)
 
 
 def bench_binary(server: str) -> Path:
@@ -90,7 +91,8 @@ def bench_binary(server: str) -> Path:
 
 
 def rates(server: str, types: list[str], threads: int, timeout: float = 300.0) -> dict[str, dict]:
-    """-> {type: {'bytes_per_s', 'tokens_per_s'} or {'error'}} for every type of weights given."""
+    """-> {type: {'bytes_per_s', 'tokens_per_s', 'prompt_flops', 'prompt_tokens_per_s'} or {'error'}}
+    for every type of weights given."""
     bench = bench_binary(server)
     found: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="llmhost-rates-") as tmp:
@@ -99,12 +101,13 @@ def rates(server: str, types: list[str], threads: int, timeout: float = 300.0) -
                 continue
             model = Path(tmp) / f"{type_name}.gguf"
             try:
-                weight_bytes = synthetic_model(model, type_name)
-                run = subprocess.run([str(bench), "-m", str(model), "-p", "0", "-n", str(TOKENS), "-r", "3",
+                weight_bytes, weights = synthetic_model(model, type_name)
+                run = subprocess.run([str(bench), "-m", str(model), "-p", str(PROMPT), "-n", str(TOKENS), "-r", "3",
                                       "-t", str(threads), "-ngl", "0", "-o", "json"],
                                      capture_output=True, text=True, timeout=timeout, check=False)
-                rows = json.loads(run.stdout) if run.returncode == 0 else None
-                speed = float(rows[0]["avg_ts"]) if rows else None
+                rows = json.loads(run.stdout) if run.returncode == 0 else []
+                speed = next((float(r["avg_ts"]) for r in rows if r.get("n_gen")), None)
+                prompt = next((float(r["avg_ts"]) for r in rows if r.get("n_prompt")), None)
             except LlmhostError as exc:
                 found[type_name] = {"error": str(exc)}
                 continue
@@ -118,4 +121,6 @@ def rates(server: str, types: list[str], threads: int, timeout: float = 300.0) -
                 found[type_name] = {"error": f"llama-bench exited {run.returncode}: {tail[0][:160]}"}
                 continue
             found[type_name] = {"bytes_per_s": weight_bytes * speed, "tokens_per_s": round(speed, 2)}
+            if prompt:
+                found[type_name].update(prompt_flops=2 * weights * prompt, prompt_tokens_per_s=round(prompt, 1))
     return found

@@ -24,7 +24,8 @@ MIB = 1 << 20
 # llama.cpp's load and context logs, e.g. "load_tensors:   CPU_Mapped model buffer size =   235.16 MiB",
 # "llama_kv_cache:        CPU KV buffer size =    12.75 MiB", "sched_reserve:  CPU compute buffer size = 23.30 MiB".
 _BUFFER = re.compile(r"(model|KV|compute) buffer size =\s+([\d.]+) MiB")
-PROMPT = "Write a short note to a colleague about the weather and the week ahead."
+# About 130 tokens: long enough for the prompt's rate to be a batch's, as plan predicts it.
+PROMPT = " ".join(["Write a short note to a colleague about the weather and the week ahead."] * 8)
 
 
 def allocations(log: str) -> dict[str, float]:
@@ -35,7 +36,8 @@ def allocations(log: str) -> dict[str, float]:
     return {"weights": found["model"], "kv_cache": found["KV"], "compute": found["compute"]}
 
 
-def _complete(url: str, tokens: int, timeout: float) -> float:
+def _complete(url: str, tokens: int, timeout: float) -> tuple[float, float | None]:
+    """-> (decode tokens/s, prompt tokens/s) from llama-server's own timings."""
     body = json.dumps({"prompt": PROMPT, "n_predict": tokens, "cache_prompt": False, "temperature": 0,
                        "ignore_eos": True}).encode()
     request = urllib.request.Request(f"{url}/completion", data=body, headers={"Content-Type": "application/json"})
@@ -44,10 +46,11 @@ def _complete(url: str, tokens: int, timeout: float) -> float:
             data = json.loads(answer.read(1 << 20))
     except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
         raise LlmhostError(f"llama-server did not complete a request at {url}: {getattr(exc, 'reason', exc)}") from None
-    speed = (data.get("timings") or {}).get("predicted_per_second") if isinstance(data, dict) else None
+    timings = (data.get("timings") or {}) if isinstance(data, dict) else {}
+    speed, prompt = timings.get("predicted_per_second"), timings.get("prompt_per_second")
     if not isinstance(speed, (int, float)) or speed <= 0:
         raise LlmhostError("llama-server's /completion answer has no timings.predicted_per_second")
-    return float(speed)
+    return float(speed), float(prompt) if isinstance(prompt, (int, float)) and prompt > 0 else None
 
 
 INSTALLED = "/opt/llmhost/llama.cpp"
@@ -67,7 +70,8 @@ def find_server(given: str | None) -> str:
 
 def run(result: dict[str, Any], model_path: str, server: str | None, tokens: int = 64, rounds: int = 3,
         timeout: float = 300.0) -> dict[str, Any]:
-    """-> {'measured': {weights, kv_cache, compute, decode_tokens_per_s}, 'predicted': {...}, 'ratio': {...}}"""
+    """-> {'measured': {weights, kv_cache, compute, decode_tokens_per_s, prompt_tokens_per_s}, 'predicted': {...},
+    'ratio': {...}}"""
     server = find_server(server)
     binary = Path(server)
     if not binary.is_file():
@@ -89,7 +93,7 @@ def run(result: dict[str, Any], model_path: str, server: str | None, tokens: int
         try:  # the binary ran for --help above, so it starts here too
             serve.wait_ready(f"{url}/health", timeout, alive=lambda: proc.poll() is None)
             _complete(url, 8, timeout)  # warm: page the weights in
-            speeds = [_complete(url, tokens, timeout) for _ in range(rounds)]
+            runs = [_complete(url, tokens, timeout) for _ in range(rounds)]
         finally:
             proc.terminate()
             try:
@@ -97,9 +101,12 @@ def run(result: dict[str, Any], model_path: str, server: str | None, tokens: int
             except subprocess.TimeoutExpired:
                 proc.kill()
         log.seek(0)
-        measured = {**allocations(log.read()), "decode_tokens_per_s": round(statistics.median(speeds), 1)}
+        prompts = [p for _, p in runs if p]
+        measured = {**allocations(log.read()), "decode_tokens_per_s": round(statistics.median(d for d, _ in runs), 1),
+                    "prompt_tokens_per_s": round(statistics.median(prompts), 1) if prompts else None}
     predicted = {"weights": result["bytes"]["weights"], "kv_cache": result["bytes"]["kv_cache"],
-                 "compute": result["bytes"]["compute"], "decode_tokens_per_s": result["speed"]["decode_tokens_per_s"]}
+                 "compute": result["bytes"]["compute"], "decode_tokens_per_s": result["speed"]["decode_tokens_per_s"],
+                 "prompt_tokens_per_s": result["speed"].get("prompt_tokens_per_s")}
     ratio = {k: round(predicted[k] / measured[k], 3) if predicted.get(k) and measured.get(k) else None
              for k in predicted}
     return {"measured": measured, "predicted": predicted, "ratio": ratio, "server": str(binary),
