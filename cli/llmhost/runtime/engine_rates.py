@@ -12,11 +12,13 @@ rate. Nothing of the user's model is run, and nothing is left behind.
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import tempfile
 from pathlib import Path
 
 from llmhost.errors import LlmhostError
+from llmhost.plan import gguf_header
 
 HIDDEN, FEED_FORWARD, HEADS = 2048, 5632, 16   # rows divisible by every block size (256)
 TARGET_BYTES = 160_000_000                      # beyond the last-level cache of today's CPUs
@@ -26,59 +28,75 @@ PROMPT = 128   # one batch: a prompt's rate of arithmetic, not of memory
 SKIP = {"F32"}
 
 
-def synthetic_model(path: Path, type_name: str, target_bytes: int = TARGET_BYTES) -> tuple[int, int]:
-    """Write a llama-architecture GGUF whose matrices are all type_name; -> (bytes, weights) its matrices
-    hold: what every token reads, and multiplies."""
-    import gguf
-    import numpy as np
+def _string(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack("<Q", len(data)) + data
 
-    try:
-        qtype = gguf.GGMLQuantizationType[type_name]
-    except KeyError:
-        raise LlmhostError(f"weight type {type_name!r} is not a GGML type") from None
-    block, size = gguf.GGML_QUANT_SIZES[qtype]
+
+def _kv(key: str, kind: int, value) -> bytes:
+    """One GGUF key/value: 4 u32, 5 i32 array item, 6 f32, 8 string, 9 array of (item kind, items)."""
+    if kind == _ARRAY:
+        item_kind, items = value
+        body = struct.pack("<IQ", item_kind, len(items)) + b"".join(
+            _string(v) if item_kind == _STRING else struct.pack(_FORMATS[item_kind], v) for v in items)
+    else:
+        body = _string(value) if kind == _STRING else struct.pack(_FORMATS[kind], value)
+    return _string(key) + struct.pack("<I", kind) + body
+
+
+_U32, _I32, _F32, _STRING, _ARRAY = 4, 5, 6, 8, 9
+_FORMATS = {_U32: "<I", _I32: "<i", _F32: "<f"}
+_ALIGN = 32
+
+
+def synthetic_model(path: Path, type_name: str, target_bytes: int = TARGET_BYTES) -> tuple[int, int]:
+    """Write a llama-architecture GGUF whose matrices are all type_name, its data a hole of zeros (a
+    sparse file: nothing to write); -> (bytes, weights) its matrices hold: what every token reads, and
+    multiplies. The standard library only: hosts run llmhost without numpy."""
+    by_name = {name: (type_id, block, size) for type_id, (name, block, size) in gguf_header.ggml_types().items()}
+    if type_name not in by_name:
+        raise LlmhostError(f"weight type {type_name!r} is not a GGML type: expected one of {', '.join(by_name)}")
+    type_id, block, size = by_name[type_name]
+    f32 = by_name["F32"][0]
 
     def nbytes(ne0: int, ne1: int) -> int:
         return ne1 * (ne0 // block) * size
 
     per_layer = 4 * nbytes(HIDDEN, HIDDEN) + 2 * nbytes(HIDDEN, FEED_FORWARD) + nbytes(FEED_FORWARD, HIDDEN)
     layers = max(1, round(target_bytes / per_layer))
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_context_length(4096)
-    writer.add_embedding_length(HIDDEN)
-    writer.add_block_count(layers)
-    writer.add_feed_forward_length(FEED_FORWARD)
-    writer.add_head_count(HEADS)
-    writer.add_head_count_kv(HEADS)
-    writer.add_layer_norm_rms_eps(1e-5)
-    writer.add_rope_dimension_count(HIDDEN // HEADS)
     # The smallest vocabulary llama.cpp loads: three specials and the 256 byte tokens.
     tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(tokens)
-    writer.add_token_scores([0.0] * len(tokens))
-    writer.add_token_types([2, 3, 3] + [6] * 256)
-    writer.add_bos_token_id(1)
-    writer.add_eos_token_id(2)
-
-    def matrix(name: str, ne0: int, ne1: int) -> None:
-        writer.add_tensor(name, np.zeros((ne1, ne0 // block * size), np.uint8), raw_dtype=qtype)
-
-    writer.add_tensor("token_embd.weight", np.zeros((len(tokens), HIDDEN), np.float32))
-    writer.add_tensor("output_norm.weight", np.ones(HIDDEN, np.float32))
-    writer.add_tensor("output.weight", np.zeros((len(tokens), HIDDEN), np.float32))
+    kvs = [_kv("general.architecture", _STRING, "llama"),
+           *(_kv(f"llama.{key}", _U32, value) for key, value in (
+               ("context_length", 4096), ("embedding_length", HIDDEN), ("block_count", layers),
+               ("feed_forward_length", FEED_FORWARD), ("attention.head_count", HEADS),
+               ("attention.head_count_kv", HEADS), ("rope.dimension_count", HIDDEN // HEADS))),
+           _kv("llama.attention.layer_norm_rms_epsilon", _F32, 1e-5),
+           _kv("tokenizer.ggml.model", _STRING, "llama"),
+           _kv("tokenizer.ggml.tokens", _ARRAY, (_STRING, tokens)),
+           _kv("tokenizer.ggml.scores", _ARRAY, (_F32, [0.0] * len(tokens))),
+           _kv("tokenizer.ggml.token_type", _ARRAY, (_I32, [2, 3, 3] + [6] * 256)),
+           _kv("tokenizer.ggml.bos_token_id", _U32, 1), _kv("tokenizer.ggml.eos_token_id", _U32, 2)]
+    tensors = [("token_embd.weight", f32, HIDDEN, len(tokens), HIDDEN * len(tokens) * 4),
+               ("output_norm.weight", f32, HIDDEN, 1, HIDDEN * 4),
+               ("output.weight", f32, HIDDEN, len(tokens), HIDDEN * len(tokens) * 4)]
     for i in range(layers):
-        writer.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(HIDDEN, np.float32))
-        writer.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(HIDDEN, np.float32))
-        for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
-            matrix(f"blk.{i}.{name}.weight", HIDDEN, HIDDEN)
-        matrix(f"blk.{i}.ffn_gate.weight", HIDDEN, FEED_FORWARD)
-        matrix(f"blk.{i}.ffn_up.weight", HIDDEN, FEED_FORWARD)
-        matrix(f"blk.{i}.ffn_down.weight", FEED_FORWARD, HIDDEN)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+        tensors += [(f"blk.{i}.{norm}.weight", f32, HIDDEN, 1, HIDDEN * 4) for norm in ("attn_norm", "ffn_norm")]
+        tensors += [(f"blk.{i}.{name}.weight", type_id, HIDDEN, HIDDEN, nbytes(HIDDEN, HIDDEN))
+                    for name in ("attn_q", "attn_k", "attn_v", "attn_output")]
+        tensors += [(f"blk.{i}.ffn_gate.weight", type_id, HIDDEN, FEED_FORWARD, nbytes(HIDDEN, FEED_FORWARD)),
+                    (f"blk.{i}.ffn_up.weight", type_id, HIDDEN, FEED_FORWARD, nbytes(HIDDEN, FEED_FORWARD)),
+                    (f"blk.{i}.ffn_down.weight", type_id, FEED_FORWARD, HIDDEN, nbytes(FEED_FORWARD, HIDDEN))]
+    infos, offset = [], 0
+    for name, tid, ne0, ne1, length in tensors:
+        dims = (ne0,) if ne1 == 1 else (ne0, ne1)
+        infos.append(_string(name) + struct.pack(f"<I{len(dims)}QIQ", len(dims), *dims, tid, offset))
+        offset += -(-length // _ALIGN) * _ALIGN
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs)) + b"".join(kvs) + b"".join(infos)
+    head += b"\0" * (-len(head) % _ALIGN)
+    with open(path, "wb") as out:
+        out.write(head)
+        out.truncate(len(head) + offset)
     return layers * per_layer, layers * (4 * HIDDEN * HIDDEN + 3 * HIDDEN * FEED_FORWARD)
 
 
