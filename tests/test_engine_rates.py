@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
+from click.testing import CliRunner
+
+from llmhost.main import cli
 from llmhost.plan import gguf_header
 from llmhost.runtime import engine_rates
 
@@ -24,3 +29,17 @@ def test_llama_bench_decodes_it_and_gives_a_rate_and_a_bad_type_is_named(llama_i
     assert 1e8 < found["Q8_0"]["bytes_per_s"] < 1e12
     assert "Q9_X" in found["Q9_X"]["error"]
     assert "F32" not in found  # norms only: they stay at the memory's rate
+
+
+def test_a_llama_bench_that_faults_is_named_and_the_plan_falls_back_to_the_bandwidth(gemma, tmp_path):
+    # A build for an instruction set this CPU lacks dies of SIGILL: the plan says so and goes on.
+    (tmp_path / "llama-server").write_text("")
+    bench = tmp_path / "llama-bench"
+    bench.write_text("#!/bin/sh\nkill -ILL $$\n")
+    bench.chmod(0o755)
+    result = CliRunner().invoke(cli, ["plan", str(gemma), "--mem-bw", "20", "--measure-engine",
+                                      "--server", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert all("killed by signal 4" in r["error"] for r in data["engine_rates"].values())
+    assert "of which llama.cpp reaches 60%" in data["speed"]["basis"] and data["speed"]["prompt_tokens_per_s"] is None

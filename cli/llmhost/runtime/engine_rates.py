@@ -101,8 +101,9 @@ def synthetic_model(path: Path, type_name: str, target_bytes: int = TARGET_BYTES
 
 
 def bench_binary(server: str) -> Path:
-    """llama-bench beside the llama-server binary (the artefact ships both)."""
-    bench = Path(server).with_name("llama-bench")
+    """llama-bench beside the llama-server binary, or in the directory given (the artefact ships both)."""
+    given = Path(server)
+    bench = given / "llama-bench" if given.is_dir() else given.with_name("llama-bench")
     if not bench.is_file():
         raise LlmhostError(f"no llama-bench beside {server}: expected {bench} (llmhost runtime build makes both)")
     return bench
@@ -136,7 +137,9 @@ def rates(server: str, types: list[str], threads: int, timeout: float = 300.0) -
                 model.unlink(missing_ok=True)
             if not speed:
                 tail = (run.stderr or run.stdout).strip().splitlines()[-1:] or ["no output"]
-                found[type_name] = {"error": f"llama-bench exited {run.returncode}: {tail[0][:160]}"}
+                how = (f"was killed by signal {-run.returncode}" if run.returncode < 0
+                       else f"exited {run.returncode}")
+                found[type_name] = {"error": f"llama-bench {how}: {tail[0][:160]}"}
                 continue
             found[type_name] = {"bytes_per_s": weight_bytes * speed, "tokens_per_s": round(speed, 2)}
             if prompt:
