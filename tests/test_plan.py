@@ -135,6 +135,8 @@ def test_partial_offload_without_enough_ram_exits_1():
     (["--params", "seventy", "--quant", "Q4_K_M"], "'seventy'"),
     (["--params", "70B", "--quant", "Q9_X"], "'Q9_X'"),
     (["--model", "llama-3.1-8b", "--quant", "Q4_K_M", "--gpu-mem", "lots"], "'lots'"),
+    (["--model", "llama-3.1-8b", "--quant", "Q4_K_M", "--gpu-mem", ","], "--gpu-mem ','"),
+    (["--model", "llama-3.1-8b", "--quant", "Q4_K_M", "--gpu-mem", "24GiB,,24GiB"], "'24GiB,,24GiB'"),
     (["--model", "llama-3.1-8b"], "--quant"),
     ([], "exactly one"),
 ])

@@ -156,7 +156,7 @@ def plan(gguf_path, model_name, params, quant, layers, kv_heads, head_dim, heads
     measure_bw = measure_bw or (measure_engine and not mem_bw)
     model = _model(gguf_path, model_name, params, quant, (layers, kv_heads, head_dim, heads))
     if gpu_mem is not None or ram is not None:
-        gpus = [parse_size(s, "--gpu-mem") for s in gpu_mem.split(",") if s.strip()] if gpu_mem else []
+        gpus = _gpu_sizes(gpu_mem) if gpu_mem is not None else []
         hw = engine.Hardware(gpus, parse_size(ram, "--ram") if ram else None, source="given")
         if ram is None:
             # Unknown is not "enough": the RAM comes from this host (or the snapshot) when not given.
@@ -189,6 +189,14 @@ def plan(gguf_path, model_name, params, quant, layers, kv_heads, head_dim, heads
     else:
         click.echo(_text(result))
     sys.exit(0 if fits else 1)
+
+
+def _gpu_sizes(given: str) -> list[int]:
+    items = [item.strip() for item in given.split(",")]
+    if not all(items):
+        raise LlmhostError(f"--gpu-mem {given!r}: expected one size per GPU separated by commas, e.g. 24GiB,24GiB "
+                           "(leave it out for a host without GPUs)")
+    return [parse_size(item, "--gpu-mem") for item in items]
 
 
 def _with_engine_rates(model: dict, hw, result: dict, server_path: str | None, sizing: tuple) -> dict:
