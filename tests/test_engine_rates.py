@@ -43,3 +43,10 @@ def test_a_llama_bench_that_faults_is_named_and_the_plan_falls_back_to_the_bandw
     data = json.loads(result.output)
     assert all("killed by signal 4" in r["error"] for r in data["engine_rates"].values())
     assert "of which llama.cpp reaches 60%" in data["speed"]["basis"] and data["speed"]["prompt_tokens_per_s"] is None
+
+
+def test_the_synthetic_model_has_the_models_widths_within_a_budget():
+    assert engine_rates.shape_like(640, 2048) == (768, 2048)  # Gemma 3 270M, rounded up to whole 256-blocks
+    hidden, ff = engine_rates.shape_like(16384, 53248)  # Llama 3.1 405B: halved until a layer is small
+    assert 4 * hidden * hidden + 3 * hidden * ff <= engine_rates.TARGET_BYTES and hidden % 256 == ff % 256 == 0
+    assert engine_rates.shape_like(None, None) == (engine_rates.HIDDEN, engine_rates.FEED_FORWARD)

@@ -207,7 +207,8 @@ def _with_engine_rates(model: dict, hw, result: dict, server_path: str | None, s
     types = list((model["weights"].get("types") or {}))
     if not types:
         raise LlmhostError("--measure-engine needs the model's weight types: give a GGUF, a config.json or --model")
-    found = engine_rates.rates(check.find_server(server_path), types, threads)
+    found = engine_rates.rates(check.find_server(server_path), types, threads,
+                               shape=engine_rates.shape_like(model.get("hidden"), model.get("ff")))
     hw.cpu_rates = {t: r["bytes_per_s"] for t, r in found.items() if "bytes_per_s" in r}
     hw.cpu_prompt_flops = {t: r["prompt_flops"] for t, r in found.items() if "prompt_flops" in r}
     hw.cpu_rates_source = f"measured by llama-bench on {threads} threads"

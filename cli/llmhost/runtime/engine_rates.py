@@ -20,8 +20,8 @@ from pathlib import Path
 from llmhost.errors import LlmhostError
 from llmhost.plan import gguf_header
 
-HIDDEN, FEED_FORWARD, HEADS = 2048, 5632, 16   # rows divisible by every block size (256)
-TARGET_BYTES = 160_000_000                      # beyond the last-level cache of today's CPUs
+HIDDEN, FEED_FORWARD = 2048, 5632   # when the model's own widths are not known
+TARGET_BYTES = 160_000_000          # beyond the last-level cache of today's CPUs
 TOKENS = 32
 PROMPT = 128   # one batch: a prompt's rate of arithmetic, not of memory
 # Types llama-bench cannot be asked to decode from a file of zeros; they stay at the memory's rate.
@@ -49,7 +49,21 @@ _FORMATS = {_U32: "<I", _I32: "<i", _F32: "<f"}
 _ALIGN = 32
 
 
-def synthetic_model(path: Path, type_name: str, target_bytes: int = TARGET_BYTES) -> tuple[int, int]:
+def shape_like(hidden: int | None, feed_forward: int | None) -> tuple[int, int]:
+    """The model's own widths, rounded up to 256 (the largest block of any type): a small model's short
+    rows run slower per byte than long ones. A big model's are halved until one layer holds at most
+    TARGET_BYTES weights (rows that long run at the same rate; the file stays small)."""
+    def up(n: int | None, default: int) -> int:
+        return -(-n // 256) * 256 if n and n > 0 else default
+
+    hidden, feed_forward = up(hidden, HIDDEN), up(feed_forward, FEED_FORWARD)
+    while 4 * hidden * hidden + 3 * hidden * feed_forward > TARGET_BYTES and hidden > 256:
+        hidden, feed_forward = up(hidden // 2, 256), up(feed_forward // 2, 256)
+    return hidden, feed_forward
+
+
+def synthetic_model(path: Path, type_name: str, target_bytes: int = TARGET_BYTES,
+                    shape: tuple[int, int] = (HIDDEN, FEED_FORWARD)) -> tuple[int, int]:
     """Write a llama-architecture GGUF whose matrices are all type_name, its data a hole of zeros (a
     sparse file: nothing to write); -> (bytes, weights) its matrices hold: what every token reads, and
     multiplies. The standard library only: hosts run llmhost without numpy."""
@@ -58,35 +72,37 @@ def synthetic_model(path: Path, type_name: str, target_bytes: int = TARGET_BYTES
         raise LlmhostError(f"weight type {type_name!r} is not a GGML type: expected one of {', '.join(by_name)}")
     type_id, block, size = by_name[type_name]
     f32 = by_name["F32"][0]
+    hidden, ff = shape
+    heads = max(1, hidden // 128)
 
     def nbytes(ne0: int, ne1: int) -> int:
         return ne1 * (ne0 // block) * size
 
-    per_layer = 4 * nbytes(HIDDEN, HIDDEN) + 2 * nbytes(HIDDEN, FEED_FORWARD) + nbytes(FEED_FORWARD, HIDDEN)
+    per_layer = 4 * nbytes(hidden, hidden) + 2 * nbytes(hidden, ff) + nbytes(ff, hidden)
     layers = max(1, round(target_bytes / per_layer))
     # The smallest vocabulary llama.cpp loads: three specials and the 256 byte tokens.
     tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
     kvs = [_kv("general.architecture", _STRING, "llama"),
            *(_kv(f"llama.{key}", _U32, value) for key, value in (
-               ("context_length", 4096), ("embedding_length", HIDDEN), ("block_count", layers),
-               ("feed_forward_length", FEED_FORWARD), ("attention.head_count", HEADS),
-               ("attention.head_count_kv", HEADS), ("rope.dimension_count", HIDDEN // HEADS))),
+               ("context_length", 4096), ("embedding_length", hidden), ("block_count", layers),
+               ("feed_forward_length", ff), ("attention.head_count", heads),
+               ("attention.head_count_kv", heads), ("rope.dimension_count", hidden // heads))),
            _kv("llama.attention.layer_norm_rms_epsilon", _F32, 1e-5),
            _kv("tokenizer.ggml.model", _STRING, "llama"),
            _kv("tokenizer.ggml.tokens", _ARRAY, (_STRING, tokens)),
            _kv("tokenizer.ggml.scores", _ARRAY, (_F32, [0.0] * len(tokens))),
            _kv("tokenizer.ggml.token_type", _ARRAY, (_I32, [2, 3, 3] + [6] * 256)),
            _kv("tokenizer.ggml.bos_token_id", _U32, 1), _kv("tokenizer.ggml.eos_token_id", _U32, 2)]
-    tensors = [("token_embd.weight", f32, HIDDEN, len(tokens), HIDDEN * len(tokens) * 4),
-               ("output_norm.weight", f32, HIDDEN, 1, HIDDEN * 4),
-               ("output.weight", f32, HIDDEN, len(tokens), HIDDEN * len(tokens) * 4)]
+    tensors = [("token_embd.weight", f32, hidden, len(tokens), hidden * len(tokens) * 4),
+               ("output_norm.weight", f32, hidden, 1, hidden * 4),
+               ("output.weight", f32, hidden, len(tokens), hidden * len(tokens) * 4)]
     for i in range(layers):
-        tensors += [(f"blk.{i}.{norm}.weight", f32, HIDDEN, 1, HIDDEN * 4) for norm in ("attn_norm", "ffn_norm")]
-        tensors += [(f"blk.{i}.{name}.weight", type_id, HIDDEN, HIDDEN, nbytes(HIDDEN, HIDDEN))
+        tensors += [(f"blk.{i}.{norm}.weight", f32, hidden, 1, hidden * 4) for norm in ("attn_norm", "ffn_norm")]
+        tensors += [(f"blk.{i}.{name}.weight", type_id, hidden, hidden, nbytes(hidden, hidden))
                     for name in ("attn_q", "attn_k", "attn_v", "attn_output")]
-        tensors += [(f"blk.{i}.ffn_gate.weight", type_id, HIDDEN, FEED_FORWARD, nbytes(HIDDEN, FEED_FORWARD)),
-                    (f"blk.{i}.ffn_up.weight", type_id, HIDDEN, FEED_FORWARD, nbytes(HIDDEN, FEED_FORWARD)),
-                    (f"blk.{i}.ffn_down.weight", type_id, FEED_FORWARD, HIDDEN, nbytes(FEED_FORWARD, HIDDEN))]
+        tensors += [(f"blk.{i}.ffn_gate.weight", type_id, hidden, ff, nbytes(hidden, ff)),
+                    (f"blk.{i}.ffn_up.weight", type_id, hidden, ff, nbytes(hidden, ff)),
+                    (f"blk.{i}.ffn_down.weight", type_id, ff, hidden, nbytes(ff, hidden))]
     infos, offset = [], 0
     for name, tid, ne0, ne1, length in tensors:
         dims = (ne0,) if ne1 == 1 else (ne0, ne1)
@@ -97,7 +113,7 @@ def synthetic_model(path: Path, type_name: str, target_bytes: int = TARGET_BYTES
     with open(path, "wb") as out:
         out.write(head)
         out.truncate(len(head) + offset)
-    return layers * per_layer, layers * (4 * HIDDEN * HIDDEN + 3 * HIDDEN * FEED_FORWARD)
+    return layers * per_layer, layers * (4 * hidden * hidden + 3 * hidden * ff)
 
 
 def bench_binary(server: str) -> Path:
@@ -109,7 +125,8 @@ def bench_binary(server: str) -> Path:
     return bench
 
 
-def rates(server: str, types: list[str], threads: int, timeout: float = 300.0) -> dict[str, dict]:
+def rates(server: str, types: list[str], threads: int, timeout: float = 300.0,
+          shape: tuple[int, int] = (HIDDEN, FEED_FORWARD)) -> dict[str, dict]:
     """-> {type: {'bytes_per_s', 'tokens_per_s', 'prompt_flops', 'prompt_tokens_per_s'} or {'error'}}
     for every type of weights given."""
     bench = bench_binary(server)
@@ -120,7 +137,7 @@ def rates(server: str, types: list[str], threads: int, timeout: float = 300.0) -
                 continue
             model = Path(tmp) / f"{type_name}.gguf"
             try:
-                weight_bytes, weights = synthetic_model(model, type_name)
+                weight_bytes, weights = synthetic_model(model, type_name, shape=shape)
                 run = subprocess.run([str(bench), "-m", str(model), "-p", str(PROMPT), "-n", str(TOKENS), "-r", "3",
                                       "-t", str(threads), "-ngl", "0", "-o", "json"],
                                      capture_output=True, text=True, timeout=timeout, check=False)
