@@ -135,10 +135,10 @@ def _model(gguf_path, model_name, params, quant, arch_numbers) -> dict:
               help="Measure llama.cpp's own decode rate for each weight type of the model on this host with "
                    "llama-bench (a synthetic model per type, tens of seconds); the CPU prediction uses it.")
 @click.option("--verify", is_flag=True, help="Run the plan with llama-server on this host: its allocations and "
-              "decode speed beside the prediction.")
+              "prompt and decode speeds beside the prediction (measures the engine first, as --measure-engine).")
 @click.option("--server", "server_path", metavar="PATH",
-              help="With --verify or --measure-engine: the llama-server binary, llama-bench beside it (default: llama-server on PATH, else the newest the "
-                   "inference role installed under /opt/llmhost/llama.cpp).")
+              help="With --verify or --measure-engine: the llama-server binary, llama-bench beside it (default: "
+                   "llama-server on PATH, else the newest the inference role installed under /opt/llmhost/llama.cpp).")
 @click.option("--json", "as_json", is_flag=True)
 def plan(gguf_path, model_name, params, quant, layers, kv_heads, head_dim, heads, ctx, parallel, kv_type,
          gpu_mem, ram, snapshot_path, gpu_bw, mem_bw, measure_bw, measure_engine, verify, server_path, as_json):

@@ -2,11 +2,12 @@
 kernels turn into a token each second, on the threads the plan gives them.
 
 A memory-bandwidth ceiling is only half the story on a CPU: with few cores, the dequantise-and-dot
-kernels, not the memory, set the pace, and each type has its own (Q8_0 and Q4_0 are cheap, K-quants
-less so). So, as STREAM measures the memory, this measures the kernels: a synthetic llama model whose
-matrices are all of one type (zeros: the kernels run the same instructions whatever the values), large
-enough not to sit in the caches, decoded by llama-bench; bytes of weights per token x tokens/s is the
-rate. Nothing of the user's model is run, and nothing is left behind.
+kernels, not the memory, set the pace, and each type has its own rate (on the lab's 2 vCPUs Q5_0 runs at
+half the rate of Q8_0, both below the memory's). So, as STREAM measures the memory, this measures the
+kernels: a synthetic llama model with the planned model's widths whose matrices are all of one type
+(zeros: the kernels run the same instructions whatever the values), large enough not to sit in the
+caches, decoded by llama-bench; bytes of weights per token x tokens/s is the rate, and a 128-token
+prompt gives the rate of arithmetic. Nothing of the user's model is run, and nothing is left behind.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ HIDDEN, FEED_FORWARD = 2048, 5632   # when the model's own widths are not known
 TARGET_BYTES = 160_000_000          # beyond the last-level cache of today's CPUs
 TOKENS = 32
 PROMPT = 128   # one batch: a prompt's rate of arithmetic, not of memory
-# Types llama-bench cannot be asked to decode from a file of zeros; they stay at the memory's rate.
+# Only norms are F32 in a quantised model: too few bytes to be worth a run; they count at the memory's rate.
 SKIP = {"F32"}
+_U32, _I32, _F32, _STRING, _ARRAY = 4, 5, 6, 8, 9   # GGUF value types
+_FORMATS = {_U32: "<I", _I32: "<i", _F32: "<f"}
+_ALIGN = 32
 
 
 def _string(text: str) -> bytes:
@@ -43,10 +47,6 @@ def _kv(key: str, kind: int, value) -> bytes:
         body = _string(value) if kind == _STRING else struct.pack(_FORMATS[kind], value)
     return _string(key) + struct.pack("<I", kind) + body
 
-
-_U32, _I32, _F32, _STRING, _ARRAY = 4, 5, 6, 8, 9
-_FORMATS = {_U32: "<I", _I32: "<i", _F32: "<f"}
-_ALIGN = 32
 
 
 def shape_like(hidden: int | None, feed_forward: int | None) -> tuple[int, int]:
