@@ -438,7 +438,9 @@ def predict_speed(model: dict[str, Any], hw: Hardware, fit: dict[str, Any], kv_p
         published = hw.cpu_bandwidth * speed["cpu_efficiency"]
         shares = _type_shares(weights.get("types") or {}, active_share)
         if hw.cpu_rates and shares:
-            predicted += sum(cpu_bytes * share / hw.cpu_rates.get(t, published) for t, share in shares.items())
+            # A kernel cannot stream faster than the memory feeds it.
+            predicted += sum(cpu_bytes * share / min(hw.cpu_rates.get(t, published), hw.cpu_bandwidth)
+                             for t, share in shares.items())
             rated = ", ".join(f"{t} {hw.cpu_rates[t] / 1e9:.1f}" for t in shares if t in hw.cpu_rates)
             unrated = [t for t, share in shares.items() if t not in hw.cpu_rates and share >= 0.01]
             how = (f"llama.cpp's own rate per weight type, {hw.cpu_rates_source}: {rated} GB/s"

@@ -116,6 +116,13 @@ def synthetic_model(path: Path, type_name: str, target_bytes: int = TARGET_BYTES
     return layers * per_layer, layers * (4 * hidden * hidden + 3 * hidden * ff)
 
 
+def _rate(value) -> float | None:
+    """A tokens/s figure only when it is a finite number above zero."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0 < value < 1e9 else None
+
+
 def bench_binary(server: str) -> Path:
     """llama-bench beside the llama-server binary, or in the directory given (the artefact ships both)."""
     given = Path(server)
@@ -141,9 +148,10 @@ def rates(server: str, types: list[str], threads: int, timeout: float = 300.0,
                 run = subprocess.run([str(bench), "-m", str(model), "-p", str(PROMPT), "-n", str(TOKENS), "-r", "3",
                                       "-t", str(threads), "-ngl", "0", "-o", "json"],
                                      capture_output=True, text=True, timeout=timeout, check=False)
-                rows = json.loads(run.stdout) if run.returncode == 0 else []
-                speed = next((float(r["avg_ts"]) for r in rows if r.get("n_gen")), None)
-                prompt = next((float(r["avg_ts"]) for r in rows if r.get("n_prompt")), None)
+                rows = json.loads(run.stdout[:1 << 20]) if run.returncode == 0 else []
+                rows = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+                speed = _rate(next((r.get("avg_ts") for r in rows if r.get("n_gen")), None))
+                prompt = _rate(next((r.get("avg_ts") for r in rows if r.get("n_prompt")), None))
             except LlmhostError as exc:
                 found[type_name] = {"error": str(exc)}
                 continue
