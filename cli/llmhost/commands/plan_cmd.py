@@ -152,6 +152,9 @@ def plan(gguf_path, model_name, params, quant, layers, kv_heads, head_dim, heads
     if verify and (not gguf_path or "://" in gguf_path or snapshot_path):
         raise LlmhostError("--verify runs a local MODEL.gguf on this host: give its path (not a URL, --model, "
                            "--params or --snapshot)")
+    if measure_engine and snapshot_path:
+        raise LlmhostError("--measure-engine measures this host's llama.cpp: it cannot describe a --snapshot's host "
+                           "(give that host's --mem-bw, or run plan there)")
     measure_engine = measure_engine or verify
     measure_bw = measure_bw or (measure_engine and not mem_bw)
     model = _model(gguf_path, model_name, params, quant, (layers, kv_heads, head_dim, heads))
