@@ -20,6 +20,7 @@ from pathlib import Path
 
 from llmhost.errors import LlmhostError
 from llmhost.plan import gguf_header
+from llmhost.runtime import serve
 
 HIDDEN, FEED_FORWARD = 2048, 5632   # when the model's own widths are not known
 TARGET_BYTES = 160_000_000          # beyond the last-level cache of today's CPUs
@@ -46,7 +47,6 @@ def _kv(key: str, kind: int, value) -> bytes:
     else:
         body = _string(value) if kind == _STRING else struct.pack(_FORMATS[kind], value)
     return _string(key) + struct.pack("<I", kind) + body
-
 
 
 def shape_like(hidden: int | None, feed_forward: int | None) -> tuple[int, int]:
@@ -162,8 +162,7 @@ def rates(server: str, types: list[str], threads: int, timeout: float = 300.0,
                 model.unlink(missing_ok=True)
             if not speed:
                 tail = (run.stderr or run.stdout).strip().splitlines()[-1:] or ["no output"]
-                how = (f"was killed by signal {-run.returncode}" if run.returncode < 0
-                       else f"exited {run.returncode}")
+                how = serve.signal_name(run.returncode) if run.returncode < 0 else f"exited {run.returncode}"
                 found[type_name] = {"error": f"llama-bench {how}: {tail[0][:160]}"}
                 continue
             found[type_name] = {"bytes_per_s": weight_bytes * speed, "tokens_per_s": round(speed, 2)}

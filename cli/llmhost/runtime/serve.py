@@ -141,7 +141,8 @@ def proof_args(args: list[list[str]], port: int, key_file: str, cpu_only: bool) 
     return out + [[flag, value] for flag, value in replaced.items()]
 
 
-def _signal_name(code: int) -> str:
+def signal_name(code: int) -> str:
+    """How a process that exited with a negative code (killed by a signal) is named to people."""
     try:
         return f"killed by {signal.Signals(-code).name}"
     except ValueError:
@@ -188,7 +189,7 @@ def run_once(server: Path, args: list[list[str]], timeout: float, user: str | No
         except (LlmhostError, OSError, ValueError) as exc:
             time.sleep(0.2)
             code = proc.poll()
-            result["error"] = _signal_name(code) if code is not None and code < 0 else (
+            result["error"] = signal_name(code) if code is not None and code < 0 else (
                 f"exited with {code}" if code is not None else str(getattr(exc, "reason", exc)))
         finally:
             if proc.poll() is None:
